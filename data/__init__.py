@@ -1,0 +1,1 @@
+"""Embedded default configurations and small datasets (installed as package data)."""

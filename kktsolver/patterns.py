@@ -1,0 +1,319 @@
+"""Activation patterns ("blocks") of 1-D ReLU neurons on sorted data, their cones and dual norms rho_k.
+
+MATH.md sections 3-4: a block is an activation set with an output sign; in 1-D every nonempty
+activation set is a suffix, a prefix or everything, and its pattern cone is cut out by two inequalities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .data import Dataset
+from .network import ReLUNetwork
+
+__all__ = [
+    "SortedSample",
+    "Block",
+    "all_blocks",
+    "cone_constraints",
+    "block_directions",
+    "rho",
+    "block_of_neuron",
+    "neuron_from_u",
+    "network_from_blocks",
+    "block_margin_matrix",
+]
+
+Direction = Literal["right", "left", "all"]
+
+
+@dataclass(frozen=True, eq=False)
+class SortedSample:
+    """A 1-D dataset sorted increasingly: x[0] < ... < x[m-1], with x = dataset.x[order].
+
+    ``xt`` holds the lifted points x~_i = (x_i, 1). Multipliers computed on the sorted sample are
+    mapped back to the dataset's own order with :meth:`unsort`.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    order: np.ndarray
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset) -> SortedSample:
+        """Sort a 1-D dataset (raises DatasetError for d != 1)."""
+        order = dataset.order
+        x = dataset.x[order]
+        return cls(x, dataset.y[order].astype(float), order)
+
+    @property
+    def m(self) -> int:
+        return int(self.x.size)
+
+    @property
+    def xt(self) -> np.ndarray:
+        """Lifted points x~_i = (x_i, 1), shape (m, 2)."""
+        return np.column_stack([self.x, np.ones_like(self.x)])
+
+    def unsort(self, values: np.ndarray) -> np.ndarray:
+        """Map a per-point vector from sorted order back to the dataset's order."""
+        out = np.empty_like(values)
+        out[self.order] = values
+        return out
+
+    def sort(self, values: np.ndarray) -> np.ndarray:
+        """Map a per-point vector from the dataset's order to sorted order."""
+        return np.asarray(values)[self.order]
+
+
+@dataclass(frozen=True, order=True)
+class Block:
+    """One 1-D activation pattern with an output sign (indices refer to the sorted sample).
+
+    =========  ===========================  ============================================  ==========
+    direction  active set A                 cone on u = (a, c), a = |v| w, c = |v| b      pinned:
+    =========  ===========================  ============================================  ==========
+    "right"    {gap, ..., m-1}, 1<=gap<=m-1  a x_gap + c >= 0,  a x_{gap-1} + c <= 0        kink on x_{gap-1}
+    "left"     {0, ..., gap-1}, 1<=gap<=m-1  a x_{gap-1} + c >= 0,  a x_gap + c <= 0        kink on x_gap
+    "all"      {0, ..., m-1}, gap = 0        a x_0 + c >= 0,  a x_{m-1} + c >= 0            (never)
+    =========  ===========================  ============================================  ==========
+
+    A pinned block (MATH.md F3) has its kink exactly on the data point named in the last column: its
+    cone is the ray u = a (1, -x_{gap-1}) (right) or u = a (-1, x_gap) (left), a >= 0. That point is
+    then the one whose Clarke weight mu lies in [0, lambda_i].
+    """
+
+    direction: Direction
+    gap: int
+    sign: int
+    pinned: bool = False
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("right", "left", "all"):
+            raise ValueError(f"unknown block direction {self.direction!r}")
+        if self.sign not in (1, -1):
+            raise ValueError(f"block sign must be +1 or -1, got {self.sign!r}")
+        if self.direction == "all" and (self.gap != 0 or self.pinned):
+            raise ValueError("the all-active block has gap 0 and is never pinned")
+
+    def active(self, m: int) -> slice:
+        """The active set as a slice of the sorted sample."""
+        if self.direction == "right":
+            return slice(self.gap, m)
+        if self.direction == "left":
+            return slice(0, self.gap)
+        return slice(0, m)
+
+    def pinned_index(self) -> int | None:
+        """Sorted index of the data point carrying the kink of a pinned block, else None."""
+        if not self.pinned:
+            return None
+        return self.gap - 1 if self.direction == "right" else self.gap
+
+    def validate(self, m: int) -> None:
+        """Raise ValueError unless the block is a nonempty pattern for m sorted points."""
+        if self.direction != "all" and not 1 <= self.gap <= m - 1:
+            raise ValueError(f"{self} needs 1 <= gap <= m - 1 = {m - 1}")
+
+
+def all_blocks(m: int, pinned: bool = False) -> list[Block]:
+    """Every nonempty 1-D block for m sorted points, both signs: 2 (2m - 1) blocks.
+
+    With ``pinned=True`` the 2 (2m - 2) pinned blocks (kink on a data point) are appended; they lie on
+    the boundaries of the free cells, so the global problem does not need them, but KKT enumeration does.
+    """
+    out: list[Block] = []
+    for s in (1, -1):
+        out.append(Block("all", 0, s))
+        for g in range(1, m):
+            out.append(Block("right", g, s))
+            out.append(Block("left", g, s))
+    if pinned:
+        for s in (1, -1):
+            for g in range(1, m):
+                out.append(Block("right", g, s, True))
+                out.append(Block("left", g, s, True))
+    return out
+
+
+def cone_constraints(block: Block, sample: SortedSample) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (G, E) with the pattern cone of ``block`` = {u in R^2 : G u >= 0, E u = 0}.
+
+    G has two rows for a free block (the two data points bounding its gap, MATH.md section 4) and one
+    for a pinned block; E is empty for a free block and one row for a pinned block.
+    """
+    xt, m = sample.xt, sample.m
+    block.validate(m)
+    empty = np.zeros((0, 2))
+    if block.direction == "all":
+        return np.vstack([xt[0], xt[m - 1]]), empty
+    g = block.gap
+    if block.direction == "right":
+        inside, outside = xt[g], xt[g - 1]
+    else:
+        inside, outside = xt[g - 1], xt[g]
+    if block.pinned:
+        return inside[None, :], outside[None, :]
+    return np.vstack([inside, -outside]), empty
+
+
+def block_directions(blocks: list[Block], sample: SortedSample) -> tuple[np.ndarray, np.ndarray]:
+    """Unit edge directions (E1, E2), each shape (K, 2), of each block's cone.
+
+    A free cone {G u >= 0} in R^2 is the wedge spanned by two rays; a pinned cone is one ray (E1 = E2).
+    For m = 1 the all-active cone is a half-plane: both rows are NaN there and :func:`rho` treats it
+    separately.
+    """
+    K = len(blocks)
+    E1, E2 = np.empty((K, 2)), np.empty((K, 2))
+    for k, blk in enumerate(blocks):
+        G, E = cone_constraints(blk, sample)
+        if E.shape[0]:
+            r = np.array([E[0, 1], -E[0, 0]])  # perpendicular to the equality row
+            if G[0] @ r < 0:
+                r = -r
+            E1[k] = E2[k] = r / np.linalg.norm(r)
+            continue
+        a1, a2 = G
+        r1 = np.array([a1[1], -a1[0]])  # on the line a1.u = 0, oriented into a2.u >= 0
+        r2 = np.array([a2[1], -a2[0]])
+        s1, s2 = a2 @ r1, a1 @ r2
+        if s1 == 0 or s2 == 0:  # parallel rows: half-plane
+            E1[k] = E2[k] = np.nan
+            continue
+        r1 = r1 if s1 > 0 else -r1
+        r2 = r2 if s2 > 0 else -r2
+        E1[k], E2[k] = r1 / np.linalg.norm(r1), r2 / np.linalg.norm(r2)
+    return E1, E2
+
+
+def _block_sums(blocks: list[Block], sample: SortedSample, weights: np.ndarray) -> np.ndarray:
+    """g_k = sum_{i in A_k} weights_i x~_i for every block, via prefix sums: shape (K, 2)."""
+    m = sample.m
+    c = np.vstack([np.zeros((1, 2)), np.cumsum(weights[:, None] * sample.xt, axis=0)])
+    out = np.empty((len(blocks), 2))
+    for k, blk in enumerate(blocks):
+        sl = blk.active(m)
+        out[k] = c[sl.stop] - c[sl.start]
+    return out
+
+
+def rho(
+    blocks: list[Block],
+    sample: SortedSample,
+    lam: np.ndarray,
+    directions: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """rho_k(lambda) = || Proj_{cone_k}( s_k g_k(lambda) ) ||, g_k = sum_{i in A_k} lambda_i y_i x~_i.
+
+    This is the dual norm of MATH.md section 3: sup { s_k <u, g_k> : u in cone_k, ||u|| <= 1 }. In a
+    2-D wedge the projection of z is z itself when z is inside, else the projection onto the better
+    of the two edge rays, so rho_k = ||z|| inside and max(0, <z, e1>, <z, e2>) outside.
+
+    Parameters
+    ----------
+    lam : ndarray, shape (m,)
+        Multipliers in sorted order.
+    directions : optional
+        Precomputed :func:`block_directions` (reuse it when calling rho many times).
+    """
+    lam = np.asarray(lam, dtype=float)
+    if lam.shape != (sample.m,):
+        raise ValueError(f"lambda must have shape ({sample.m},), got {lam.shape}")
+    E1, E2 = directions if directions is not None else block_directions(blocks, sample)
+    signs = np.array([blk.sign for blk in blocks], dtype=float)
+    z = signs[:, None] * _block_sums(blocks, sample, lam * sample.y)
+    p1, p2 = np.einsum("kj,kj->k", z, E1), np.einsum("kj,kj->k", z, E2)
+    # inside the wedge iff z = alpha e1 + beta e2 with alpha, beta >= 0
+    det = E1[:, 0] * E2[:, 1] - E1[:, 1] * E2[:, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alpha = (z[:, 0] * E2[:, 1] - z[:, 1] * E2[:, 0]) / det
+        beta = (E1[:, 0] * z[:, 1] - E1[:, 1] * z[:, 0]) / det
+    inside = (det != 0) & (alpha >= 0) & (beta >= 0)
+    out = np.where(inside, np.linalg.norm(z, axis=1), np.maximum(0.0, np.maximum(p1, p2)))
+    half = np.isnan(E1[:, 0])
+    for k in np.flatnonzero(half):  # m = 1: cone {a x_0 + c >= 0} is a half-plane
+        G, _ = cone_constraints(blocks[k], sample)
+        a = G[0]
+        t = min(0.0, float(a @ z[k])) / float(a @ a)
+        out[k] = float(np.linalg.norm(z[k] - t * a))
+    return out
+
+
+def block_of_neuron(
+    w: float, b: float, v: float, sample: SortedSample, kink_tol: float = 1e-9
+) -> Block | None:
+    """The block of the 1-D neuron v relu(w x + b) on the sorted sample, or None if it is zero there.
+
+    The kink t = -b / w counts as sitting on data point x_i (a pinned block) when
+    |w x_i + b| <= kink_tol * ||(w, b)|| * ||(x_i, 1)||. A neuron active on no data point, or with
+    v = 0, returns None.
+    """
+    m, x = sample.m, sample.x
+    if v == 0 or (w == 0 and b <= 0):
+        return None
+    s = 1 if v > 0 else -1
+    if w == 0:
+        return Block("all", 0, s)
+    z = w * x + b
+    scale = kink_tol * np.hypot(w, b) * np.hypot(x, 1.0)
+    on_kink = np.flatnonzero(np.abs(z) <= scale)
+    if on_kink.size:
+        i = int(on_kink[np.argmin(np.abs(z[on_kink]))])
+        if w > 0:
+            return Block("right", i + 1, s, True) if i + 1 <= m - 1 else None
+        return Block("left", i, s, True) if i >= 1 else None
+    t = -b / w
+    if w > 0:
+        g = int(np.searchsorted(x, t, side="right"))
+        if g == m:
+            return None
+        return Block("all", 0, s) if g == 0 else Block("right", g, s)
+    g = int(np.searchsorted(x, t, side="left"))
+    if g == 0:
+        return None
+    return Block("all", 0, s) if g == m else Block("left", g, s)
+
+
+def neuron_from_u(block: Block, u: np.ndarray) -> tuple[float, float, float]:
+    """Balanced neuron (v, w, b) = (s sqrt(||u||), u / sqrt(||u||)) with |v| = ||(w, b)||, ||u|| = |v| ||(w, b)||."""
+    r = float(np.linalg.norm(u))
+    if r == 0:
+        return 0.0, 0.0, 0.0
+    q = np.sqrt(r)
+    return block.sign * q, float(u[0] / q), float(u[1] / q)
+
+
+def network_from_blocks(blocks: list[Block], U: np.ndarray, atol: float = 0.0) -> ReLUNetwork:
+    """The balanced network with one neuron per block with ||u_k|| > atol; 1/2||theta||^2 = sum ||u_k||."""
+    U = np.asarray(U, dtype=float).reshape(len(blocks), 2)
+    rows = [neuron_from_u(blk, u) for blk, u in zip(blocks, U, strict=True) if np.linalg.norm(u) > atol]
+    if not rows:
+        return ReLUNetwork(np.zeros(1), np.zeros((1, 1)), np.zeros(1))
+    v, w, b = (np.array(c) for c in zip(*rows, strict=True))
+    return ReLUNetwork(v, w[:, None], b)
+
+
+def block_margin_matrix(blocks: list[Block], sample: SortedSample):
+    """Sparse M (m x 2K) with (M vec(U))_i = y_i sum_k s_k [i in A_k] <u_k, x~_i> (sorted order).
+
+    This is the plain O(m K) construction; the global solver uses prefix sums instead.
+    """
+    from scipy import sparse
+
+    m, xt, y = sample.m, sample.xt, sample.y
+    rows, cols, vals = [], [], []
+    for k, blk in enumerate(blocks):
+        idx = np.arange(m)[blk.active(m)]
+        for j in (0, 1):
+            rows.append(idx)
+            cols.append(np.full(idx.size, 2 * k + j))
+            vals.append(blk.sign * y[idx] * xt[idx, j])
+    if not rows:
+        return sparse.csr_matrix((m, 0))
+    return sparse.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, 2 * len(blocks))
+    )
