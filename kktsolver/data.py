@@ -24,11 +24,24 @@ __all__ = [
     "noisy_constant",
     "load_dataset",
     "save_dataset",
+    "sidecar_path",
+    "as_float_array",
+    "check_interval",
+    "check_seed",
+    "positive_int",
 ]
 
 
 class DatasetError(InputError):
-    """Raised for data that cannot define a max-margin problem (the message names the culprit)."""
+    """Raised for data that cannot define a max-margin problem (the message names the culprit).
+
+    ``indices`` holds the offending point indices when there are any, so that a file reader can
+    translate them into line numbers.
+    """
+
+    def __init__(self, message: str, indices: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.indices = tuple(int(i) for i in indices)
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,9 +51,9 @@ class Dataset:
     Parameters
     ----------
     X : array_like, shape (m, d) or (m,)
-        Inputs; a 1-D array is read as m points in dimension one.
+        Inputs; a 1-D array is read as m points in dimension one. Copied, then read-only.
     y : array_like, shape (m,)
-        Labels, each exactly +1 or -1.
+        Labels, each exactly +1 or -1 (stored as int8).
     meta : mapping, optional
         Free-form metadata (generator, p, seed, input distribution and its ``support``).
 
@@ -48,8 +61,9 @@ class Dataset:
     -----
     In dimension one two equal inputs with different labels make (P) infeasible (no network
     interpolates them) and raise :class:`DatasetError` naming both indices; equal inputs with equal
-    labels are merged (first occurrence kept) with a warning. The original order is kept otherwise;
-    1-D solvers sort internally (:attr:`order`).
+    labels are merged (first occurrence kept) with a warning, and the dropped indices are recorded
+    in ``meta["merged_indices"]``. The original order is kept otherwise; 1-D solvers sort internally
+    (:attr:`order`).
     """
 
     X: np.ndarray
@@ -57,7 +71,7 @@ class Dataset:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        X = np.asarray(self.X, dtype=float) if _is_numeric(self.X) else _bad_numeric(self.X, "X")
+        X = as_float_array(self.X, "X", DatasetError)
         if X.ndim == 1:
             X = X[:, None]
         if X.ndim != 2:
@@ -73,16 +87,25 @@ class Dataset:
             raise DatasetError("the inputs have dimension d = 0")
         bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
         if bad.size:
-            raise DatasetError(f"non-finite input at index {int(bad[0])}: {X[bad[0]].tolist()}")
+            i = int(bad[0])
+            raise DatasetError(f"non-finite input at index {i}: {X[i].tolist()}", (i,))
         try:
             y_float = y.astype(float)
         except (TypeError, ValueError):
             raise DatasetError("labels must be the numbers +1 or -1") from None
         bad = np.flatnonzero(~np.isin(y_float, (-1.0, 1.0)))
         if bad.size:
-            raise DatasetError(f"label at index {int(bad[0])} is {y[bad[0]]!r}; labels must be +1 or -1")
+            i = int(bad[0])
+            raise DatasetError(
+                f"label at index {i} is {y[i].item()!r}; labels must be +1 or -1", (i,)
+            )
         y = y_float.astype(np.int8)
-        meta = dict(self.meta)
+        if self.meta is None:
+            meta: dict[str, Any] = {}
+        elif isinstance(self.meta, Mapping):
+            meta = dict(self.meta)
+        else:
+            raise DatasetError(f"meta must be a mapping, got {type(self.meta).__name__}")
         if X.shape[1] == 1:
             X, y, meta = _merge_duplicates_1d(X, y, meta)
         X.setflags(write=False)
@@ -128,19 +151,23 @@ class Dataset:
 
     def __repr__(self) -> str:
         gen = self.meta.get("generator", "user")
-        return f"Dataset(m={self.m}, d={self.d}, generator={gen!r}, negatives={int((self.y < 0).sum())})"
+        neg = int((self.y < 0).sum())
+        return f"Dataset(m={self.m}, d={self.d}, generator={gen!r}, negatives={neg})"
 
 
-def _is_numeric(a: Any) -> bool:
+def as_float_array(a: Any, name: str, error: type[InputError] = InputError) -> np.ndarray:
+    """A fresh float64 copy of ``a``; complex, ragged or non-numeric input raises ``error``.
+
+    A copy, so that a validated, read-only container never aliases (or freezes) the caller's array.
+    """
     try:
-        np.asarray(a, dtype=float)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _bad_numeric(a: Any, name: str) -> np.ndarray:
-    raise DatasetError(f"{name} must be numeric")
+        is_complex = np.iscomplexobj(a)
+        arr = None if is_complex else np.array(a, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise error(f"{name} must be a numeric array ({e})") from None
+    if is_complex:
+        raise error(f"{name} must be real, got complex values")
+    return arr
 
 
 def _merge_duplicates_1d(
@@ -151,16 +178,18 @@ def _merge_duplicates_1d(
     xs = x[order]
     same = np.flatnonzero(xs[1:] == xs[:-1])
     if same.size == 0:
-        return X.copy(), y.copy(), meta
+        return X, y, meta
+    # equal labels are transitive along a run of equal x, so adjacent pairs suffice
     for k in same:
         i, j = int(order[k]), int(order[k + 1])
         if y[i] != y[j]:
             i, j = min(i, j), max(i, j)
             raise DatasetError(
-                f"points {i} and {j} both have x = {x[i]!r} but labels {int(y[i]):+d} and "
-                f"{int(y[j]):+d}: no network can interpolate them, so (P) is infeasible"
+                f"points {i} and {j} both have x = {float(x[i])!r} but labels {int(y[i]):+d} and "
+                f"{int(y[j]):+d}: no network can interpolate them, so (P) is infeasible",
+                (i, j),
             )
-    drop = np.sort(order[same + 1])
+    drop = np.sort(order[same + 1])  # stable sort: the first occurrence of each run is kept
     keep = np.setdiff1d(np.arange(x.size), drop)
     warnings.warn(
         f"merged {drop.size} duplicate input(s) with equal labels (indices {drop[:10].tolist()}"
@@ -168,7 +197,7 @@ def _merge_duplicates_1d(
         stacklevel=4,
     )
     meta = {**meta, "merged_indices": drop.tolist()}
-    return X[keep].copy(), y[keep].copy(), meta
+    return X[keep], y[keep], meta
 
 
 # --------------------------------------------------------------------------- generators
@@ -181,10 +210,40 @@ def _check_p(p: float) -> float:
     return p
 
 
+def positive_int(value: Any, what: str, error: type[InputError] = InputError) -> int:
+    """``value`` as an int if it is a positive integer (200 or 200.0), else raise ``error``.
+
+    Bools, fractions, strings and non-finite numbers are rejected; ``what`` names the argument.
+    """
+    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.number))
+    if not ok or not np.isfinite(value) or value != int(value) or value < 1:
+        raise error(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_seed(seed: Any, error: type[InputError] = InputError) -> int | None:
+    """``seed`` as an int (or None); it must be a non-negative integer so that recording it in
+    metadata reproduces the draw."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise error(f"seed must be a non-negative integer or None, got {seed!r}")
+    return int(seed)
+
+
 def _check_m(m: int) -> int:
-    if int(m) != m or m < 1:
-        raise DatasetError(f"sample size m must be a positive integer, got {m!r}")
-    return int(m)
+    return positive_int(m, "sample size m", DatasetError)
+
+
+def check_interval(interval: Any) -> tuple[float, float]:
+    """Validate an interval [a, b] with a < b, both finite; returns it as two floats."""
+    try:
+        a, b = (float(t) for t in interval)
+    except (TypeError, ValueError):
+        raise InputError(f"interval must be two numbers a < b, got {interval!r}") from None
+    if not (np.isfinite(a) and np.isfinite(b) and a < b):
+        raise InputError(f"interval must satisfy a < b with both finite, got [{a}, {b}]")
+    return a, b
 
 
 def noisy_constant_1d(
@@ -193,16 +252,19 @@ def noisy_constant_1d(
     """Seed setting in 1-D: x_i ~ Uniform(interval), y_i = +1 flipped with probability p.
 
     The target is f*(x) = +1, so the clean test error of a network N is Pr[N(x) <= 0].
+    The inputs are drawn before the flips, from ``np.random.default_rng(seed)``.
     """
-    m, p = _check_m(m), _check_p(p)
-    a, b = float(interval[0]), float(interval[1])
-    if not (np.isfinite(a) and np.isfinite(b) and a < b):
-        raise DatasetError(f"interval must satisfy a < b (finite), got {interval}")
+    m, p, seed = _check_m(m), _check_p(p), check_seed(seed, DatasetError)
+    try:
+        a, b = check_interval(interval)
+    except InputError as e:
+        raise DatasetError(str(e)) from None
     rng = np.random.default_rng(seed)
     x = rng.uniform(a, b, size=m)
     y = np.where(rng.random(m) < p, -1, 1)
     meta = {
         "generator": "noisy_constant_1d",
+        "m": m,
         "p": p,
         "seed": seed,
         "distribution": "uniform",
@@ -214,113 +276,166 @@ def noisy_constant_1d(
 def noisy_constant(
     m: int, d: int, p: float, seed: int | None = None, distribution: str = "sphere"
 ) -> Dataset:
-    """Seed setting in R^d: x_i uniform on the unit sphere or standard Gaussian, labels +1 flipped w.p. p."""
-    m, p = _check_m(m), _check_p(p)
-    if int(d) != d or d < 1:
-        raise DatasetError(f"dimension d must be a positive integer, got {d!r}")
+    """Seed setting in R^d: x_i uniform on the unit sphere or Gaussian, y_i = +1 flipped w.p. p.
+
+    "gaussian" draws standard normal vectors; "sphere" divides them by their norm.
+    """
+    m, p, seed = _check_m(m), _check_p(p), check_seed(seed, DatasetError)
+    d = positive_int(d, "dimension d", DatasetError)
     if distribution not in ("sphere", "gaussian"):
         raise DatasetError(f"distribution must be 'sphere' or 'gaussian', got {distribution!r}")
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((m, int(d)))
+    X = rng.standard_normal((m, d))
     if distribution == "sphere":
         X /= np.linalg.norm(X, axis=1, keepdims=True)
     y = np.where(rng.random(m) < p, -1, 1)
-    meta = {"generator": "noisy_constant", "p": p, "seed": seed, "distribution": distribution}
+    meta = {
+        "generator": "noisy_constant",
+        "m": m,
+        "d": d,
+        "p": p,
+        "seed": seed,
+        "distribution": distribution,
+    }
     return Dataset(X, y, meta)
 
 
 # --------------------------------------------------------------------------- files
 
 
-def _sidecar(path: Path) -> Path:
+def sidecar_path(path: str | Path) -> Path:
+    """The metadata sidecar ``<file>.meta.json`` of a dataset file."""
+    path = Path(path)
     return path.with_name(path.name + ".meta.json")
+
+
+def _format(path: Path) -> str:
+    fmt = path.suffix.lower()
+    if fmt not in (".csv", ".npz"):
+        raise DatasetError(f"{path}: unknown dataset format {path.suffix!r} (use .csv or .npz)")
+    return fmt
 
 
 def save_dataset(dataset: Dataset, path: str | Path) -> Path:
     """Write a dataset as CSV (header ``x,y`` or ``x1,...,xd,y``) or NPZ (``X``, ``y``).
 
-    Metadata goes to the JSON sidecar ``<path>.meta.json``. Floats are written with ``repr`` so a
-    round trip is exact.
+    Metadata goes to the JSON sidecar ``<path>.meta.json``. CSV floats are written with ``repr``
+    (shortest exact decimal) so a round trip is exact; NPZ stores float64 X and int8 y.
     """
     path = Path(path)
-    if path.suffix == ".npz":
-        np.savez(path, X=dataset.X, y=dataset.y)
-    elif path.suffix == ".csv":
-        header = ["x"] if dataset.d == 1 else [f"x{j + 1}" for j in range(dataset.d)]
-        with path.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow([*header, "y"])
-            for xi, yi in zip(dataset.X, dataset.y, strict=True):
-                w.writerow([*(repr(float(v)) for v in xi), int(yi)])
-    else:
-        raise DatasetError(f"{path}: unknown dataset format {path.suffix!r} (use .csv or .npz)")
-    _sidecar(path).write_text(json.dumps(dict(dataset.meta), indent=2, default=str) + "\n")
+    fmt = _format(path)
+    try:
+        if fmt == ".npz":
+            with path.open("wb") as fh:  # a file handle: np.savez must not append ".npz" itself
+                np.savez(fh, X=dataset.X, y=dataset.y)
+        else:
+            header = ["x"] if dataset.d == 1 else [f"x{j + 1}" for j in range(dataset.d)]
+            with path.open("w", newline="") as fh:
+                w = csv.writer(fh, lineterminator="\n")
+                w.writerow([*header, "y"])
+                for xi, yi in zip(dataset.X, dataset.y, strict=True):
+                    w.writerow([*(repr(float(v)) for v in xi), int(yi)])
+        sidecar_path(path).write_text(json.dumps(dict(dataset.meta), indent=2, default=str) + "\n")
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot write ({e.strerror or e})") from None
     return path
 
 
 def load_dataset(path: str | Path) -> Dataset:
     """Read a dataset written by :func:`save_dataset` (or by hand in the same format).
 
-    Errors name the file and, for CSV, the line.
+    Errors name the file and, for CSV, the line (1-based, the header is line 1).
     """
     path = Path(path)
-    if not path.exists():
+    fmt = _format(path)
+    if not path.is_file():
         raise DatasetError(f"{path}: no such file")
-    meta: dict[str, Any] = {}
-    side = _sidecar(path)
-    if side.exists():
-        try:
-            meta = json.loads(side.read_text())
-        except json.JSONDecodeError as e:
-            raise DatasetError(f"{side}: invalid JSON metadata: {e}") from None
-    if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if "X" not in z or "y" not in z:
-                    raise DatasetError(f"{path}: an NPZ dataset needs arrays 'X' and 'y'")
-                X, y = z["X"], z["y"]
-        except (OSError, ValueError) as e:
-            raise DatasetError(f"{path}: not a readable NPZ file ({e})") from None
-    elif path.suffix == ".csv":
-        X, y = _read_csv(path)
+    meta = _read_sidecar(sidecar_path(path))
+    lines = None
+    if fmt == ".npz":
+        X, y = _read_npz(path)
     else:
-        raise DatasetError(f"{path}: unknown dataset format {path.suffix!r} (use .csv or .npz)")
+        X, y, lines = _read_csv(path)
     try:
         return Dataset(X, y, meta)
     except DatasetError as e:
-        raise DatasetError(f"{path}: {e}") from None
+        where = ""
+        if lines is not None and e.indices:
+            nums = [str(lines[i]) for i in e.indices]
+            where = f", line{'s' if len(nums) > 1 else ''} {' and '.join(nums)}"
+        raise DatasetError(f"{path}{where}: {e}", e.indices) from None
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
+def _read_sidecar(side: Path) -> dict[str, Any]:
+    if not side.exists():
+        return {}
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{side}, line {e.lineno}: invalid JSON metadata ({e.msg})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{side}: cannot read metadata ({e})") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{side}: metadata must be a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = set(z.files)
+            X = z["X"] if "X" in names else None
+            y = z["y"] if "y" in names else None
+    except (OSError, ValueError, EOFError) as e:
+        # np.load raises ValueError for pickled object arrays and OSError for non-NPZ content
+        raise DatasetError(f"{path}: not a readable NPZ file ({e})") from None
+    if X is None or y is None:
+        raise DatasetError(
+            f"{path}: an NPZ dataset needs arrays 'X' and 'y', found {sorted(names)}"
+        )
+    return X, y
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    try:
+        # utf-8-sig: spreadsheet programs prepend a byte-order mark
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DatasetError(f"{path}: cannot read CSV ({e})") from None
     if not rows:
         raise DatasetError(f"{path}: empty file (expected a header 'x,y' or 'x1,...,xd,y')")
     header = [h.strip() for h in rows[0]]
     d = len(header) - 1
-    expected = ["x"] if d == 1 else [f"x{j + 1}" for j in range(d)]
-    if d < 1 or header != [*expected, "y"] and not (d == 1 and header == ["x1", "y"]):
+    expected = [f"x{j + 1}" for j in range(d)]
+    ok = d >= 1 and header[-1] == "y" and (header[:-1] == expected or header[:-1] == ["x"])
+    if not ok:
         raise DatasetError(
-            f"{path}, line 1: header {','.join(header)!r} should be 'x,y' or 'x1,...,xd,y'"
+            f"{path}, line 1: header {','.join(header)!r} should be 'x,y' (1-D) or 'x1,...,xd,y'"
         )
     X = np.empty((len(rows) - 1, d))
     y = np.empty(len(rows) - 1)
-    n = 0
+    lines: list[int] = []
     for lineno, row in enumerate(rows[1:], start=2):
         if not row or all(not c.strip() for c in row):
-            continue
+            continue  # blank lines are allowed (e.g. a trailing newline)
         if len(row) != d + 1:
             raise DatasetError(f"{path}, line {lineno}: expected {d + 1} fields, got {len(row)}")
-        try:
-            vals = [float(c) for c in row]
-        except ValueError:
-            raise DatasetError(f"{path}, line {lineno}: non-numeric field in {row}") from None
-        if not all(np.isfinite(vals)):
+        vals = []
+        for col, cell in zip(header, row, strict=True):
+            try:
+                vals.append(float(cell))
+            except ValueError:
+                raise DatasetError(
+                    f"{path}, line {lineno}: field {col!r} is {cell!r}, not a number"
+                ) from None
+        if not np.all(np.isfinite(vals)):
             raise DatasetError(f"{path}, line {lineno}: non-finite value in {row}")
         if vals[-1] not in (-1.0, 1.0):
             raise DatasetError(f"{path}, line {lineno}: label {row[-1]!r} must be +1 or -1")
+        n = len(lines)
         X[n], y[n] = vals[:-1], vals[-1]
-        n += 1
-    if n == 0:
+        lines.append(lineno)
+    if not lines:
         raise DatasetError(f"{path}: no data rows after the header")
-    return X[:n], y[:n]
+    return X[: len(lines)], y[: len(lines)], lines

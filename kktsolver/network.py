@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import as_float_array
 from .errors import InputError
 
 __all__ = ["ReLUNetwork", "NetworkError", "PiecewiseLinear", "load_network", "save_network"]
@@ -39,22 +40,22 @@ class ReLUNetwork:
     b: np.ndarray
 
     def __post_init__(self) -> None:
-        try:
-            v = np.array(self.v, dtype=float).reshape(-1)
-            W = np.array(self.W, dtype=float)
-            b = np.array(self.b, dtype=float).reshape(-1)
-        except (TypeError, ValueError) as e:
-            raise NetworkError(f"network parameters must be numeric arrays ({e})") from None
-        if W.ndim == 1:
+        v = as_float_array(self.v, "v", NetworkError).reshape(-1)
+        W = as_float_array(self.W, "W", NetworkError)
+        b = as_float_array(self.b, "b", NetworkError).reshape(-1)
+        if W.ndim == 1:  # a flat W is the 1-D case: one weight per neuron
             W = W[:, None]
         if W.ndim != 2:
             raise NetworkError(f"W must have shape (n, d), got {W.shape}")
         n = v.size
         if n == 0:
             raise NetworkError("the network has no neurons (empty v)")
+        if W.shape[1] == 0:
+            raise NetworkError("W has zero columns: the input dimension d must be at least 1")
         if W.shape[0] != n or b.size != n:
             raise NetworkError(
-                f"inconsistent widths: v has {n} entries, W has {W.shape[0]} rows, b has {b.size}"
+                f"inconsistent widths: v has {n} entries, W has {W.shape[0]} rows, b has {b.size} "
+                "(W must be n x d, one row per neuron)"
             )
         for name, arr in (("v", v), ("W", W), ("b", b)):
             bad = np.argwhere(~np.isfinite(arr))
@@ -84,10 +85,15 @@ class ReLUNetwork:
 
     @classmethod
     def from_theta(cls, theta: np.ndarray, n: int, d: int) -> ReLUNetwork:
-        """Inverse of :attr:`theta`."""
-        theta = np.asarray(theta, dtype=float).ravel()
+        """Inverse of :attr:`theta`: theta = (v, W row-major, b) with n neurons in dimension d."""
+        if int(n) != n or int(d) != d or n < 1 or d < 1:
+            raise NetworkError(f"width n and dimension d must be positive integers, got {n}, {d}")
+        n, d = int(n), int(d)
+        theta = as_float_array(theta, "theta", NetworkError).ravel()
         if theta.size != n * (d + 2):
-            raise NetworkError(f"theta has {theta.size} entries, expected n (d + 2) = {n * (d + 2)}")
+            raise NetworkError(
+                f"theta has {theta.size} entries, expected n (d + 2) = {n * (d + 2)}"
+            )
         return cls(theta[:n], theta[n : n + n * d].reshape(n, d), theta[n + n * d :])
 
     def objective(self) -> float:
@@ -145,49 +151,58 @@ class ReLUNetwork:
         return ReLUNetwork(c * self.v, c * self.W, c * self.b)
 
     def pruned(self, atol: float = 0.0) -> ReLUNetwork:
-        """Drop neurons with |v_j| ||(w_j, b_j)|| <= atol (they contribute nothing for atol = 0).
+        """Drop neurons with |v_j| ||(w_j, b_j)|| <= atol and neurons that are zero on all of R^d.
 
-        A network whose neurons are all zero keeps one zero neuron so that it stays a valid network.
+        A neuron with w_j = 0 and b_j <= 0 computes relu(b_j) = 0 everywhere, whatever v_j, so it is
+        dropped as well. For atol = 0 the function is unchanged. A network whose neurons are all
+        zero keeps one zero neuron so that it stays a valid network.
         """
-        keep = np.abs(self.v) * self.neuron_norms() > atol
+        dead = ~np.any(self.W != 0, axis=1) & (self.b <= 0)
+        keep = (np.abs(self.v) * self.neuron_norms() > atol) & ~dead
         if not keep.any():
             return ReLUNetwork(np.zeros(1), np.zeros((1, self.d)), np.zeros(1))
         return ReLUNetwork(self.v[keep], self.W[keep], self.b[keep])
 
     def merged(self, rtol: float = 1e-12) -> ReLUNetwork:
-        """Merge neurons whose (w_j, b_j) are positive multiples of each other and v_j agree in sign.
+        """Merge neurons whose (w_j, b_j) are positive multiples of each other, v_j of equal sign.
 
-        Two such neurons have the same activation pattern on all of R^d; replacing them by one neuron
-        along the common direction with the summed product |v| ||(w, b)|| keeps the function and, after
-        balancing, does not increase 1/2||theta||^2 (it is sum_j |v_j| ||(w_j, b_j)|| when balanced).
-        Zero neurons are dropped. The result is balanced.
+        Two such neurons have the same activation pattern on all of R^d, and
+        v_j relu(<w_j, x> + b_j) = s_j m_j relu(<e_j, x~>) with m_j = |v_j| ||(w_j, b_j)|| and
+        e_j = (w_j, b_j) / ||(w_j, b_j)||. A group with common (e, s) becomes one balanced neuron
+        v = s sqrt(M), (w, b) = sqrt(M) e, M = sum of its m_j: the function is unchanged and
+        1/2||theta||^2 becomes sum M <= sum_j (v_j^2 + ||(w_j, b_j)||^2) / 2 (AM-GM), so it does not
+        increase. Directions count as equal when their unit vectors differ by at most ``rtol`` in
+        norm. Zero neurons are dropped (:meth:`pruned`). The result is balanced.
         """
         net = self.pruned()
-        dirs = np.column_stack([net.W, net.b]) / net.neuron_norms()[:, None]
-        mass = np.abs(net.v) * net.neuron_norms()
+        norms = net.neuron_norms()
+        if not np.any(norms > 0):
+            return net  # the single zero neuron kept by pruned()
+        dirs = np.column_stack([net.W, net.b]) / norms[:, None]
+        mass = np.abs(net.v) * norms
         sign = np.sign(net.v)
-        groups: list[list[int]] = []
+        # greedy grouping: each neuron joins the first earlier leader within rtol (one vectorised
+        # distance computation per neuron, so wide interior-point outputs stay cheap)
+        lead: list[int] = []
+        total: list[float] = []
         for j in range(net.n):
-            for g in groups:
-                k = g[0]
-                if sign[k] == sign[j] and np.linalg.norm(dirs[k] - dirs[j]) <= rtol:
-                    g.append(j)
-                    break
-            else:
-                groups.append([j])
-        v, W, b = [], [], []
-        for g in groups:
-            total = float(mass[g].sum())
-            direction = dirs[g[0]]
-            r = np.sqrt(total)
-            v.append(sign[g[0]] * r)
-            W.append(direction[:-1] * r)
-            b.append(direction[-1] * r)
-        return ReLUNetwork(np.array(v), np.array(W), np.array(b))
+            if lead:
+                L = np.asarray(lead)
+                near = (sign[L] == sign[j]) & (np.linalg.norm(dirs[L] - dirs[j], axis=1) <= rtol)
+                hit = np.flatnonzero(near)
+                if hit.size:
+                    total[hit[0]] += mass[j]
+                    continue
+            lead.append(j)
+            total.append(float(mass[j]))
+        r = np.sqrt(np.asarray(total))
+        return ReLUNetwork(sign[lead] * r, dirs[lead, :-1] * r[:, None], dirs[lead, -1] * r)
 
     def permuted(self, perm: np.ndarray) -> ReLUNetwork:
         """Neurons reordered by ``perm`` (the problem is invariant under this)."""
         perm = np.asarray(perm)
+        if perm.shape != (self.n,) or not np.array_equal(np.sort(perm), np.arange(self.n)):
+            raise NetworkError(f"perm must be a permutation of 0..{self.n - 1}")
         return ReLUNetwork(self.v[perm], self.W[perm], self.b[perm])
 
     def padded(self, width: int) -> ReLUNetwork:
@@ -197,7 +212,8 @@ class ReLUNetwork:
             raise NetworkError(f"cannot pad a width-{self.n} network to width {width}")
         z = np.zeros(extra)
         return ReLUNetwork(
-            np.concatenate([self.v, z]), np.vstack([self.W, np.zeros((extra, self.d))]),
+            np.concatenate([self.v, z]),
+            np.vstack([self.W, np.zeros((extra, self.d))]),
             np.concatenate([self.b, z]),
         )
 
@@ -210,12 +226,15 @@ class ReLUNetwork:
 
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, list]:
-        """The JSON form {"v": [...], "W": [[...], ...], "b": [...]}."""
+        """The JSON form {"v": [...], "W": [[...], ...], "b": [...]} (W is n x d)."""
         return {"v": self.v.tolist(), "W": self.W.tolist(), "b": self.b.tolist()}
 
     @classmethod
     def from_dict(cls, obj: dict) -> ReLUNetwork:
-        """Inverse of :meth:`to_dict`; W may be n x d nested lists or, in 1-D, a flat list."""
+        """Inverse of :meth:`to_dict`; W may be n x d nested lists or, in 1-D, a flat list.
+
+        Other keys (a user's own metadata) are ignored.
+        """
         if not isinstance(obj, dict):
             raise NetworkError("a network must be a JSON object with keys 'v', 'W', 'b'")
         missing = [k for k in ("v", "W", "b") if k not in obj]
@@ -227,12 +246,15 @@ class ReLUNetwork:
         return f"ReLUNetwork(n={self.n}, d={self.d}, objective={self.objective():.6g})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PiecewiseLinear:
     """A continuous piecewise-linear function of one variable.
 
-    ``kinks`` (sorted, length K) split R into K + 1 pieces; on piece k (between kinks[k-1] and
-    kinks[k], with -inf and +inf at the ends) the function is slopes[k] * x + intercepts[k].
+    ``kinks`` (sorted, length K, possibly repeated or infinite) split R into K + 1 pieces; on
+    piece k (between kinks[k-1] and kinks[k], with -inf and +inf at the ends) the function is
+    slopes[k] * x + intercepts[k]. Slopes and intercepts are cumulative sums of v_j w_j and v_j b_j,
+    never derived from values at kinks, so a kink far outside the interval of interest (tiny
+    |w_j|) does not spoil the pieces inside it.
     """
 
     kinks: np.ndarray
@@ -241,48 +263,75 @@ class PiecewiseLinear:
 
     @classmethod
     def from_network(cls, net: ReLUNetwork) -> PiecewiseLinear:
-        """Kinks t_j = -b_j / w_j of neurons with w_j != 0; constant neurons shift the intercept."""
+        """Kinks t_j = -b_j / w_j of neurons with w_j != 0; constant neurons shift the intercept.
+
+        At x -> -inf the active neurons are those with w_j < 0 (plus w_j = 0 < b_j everywhere);
+        crossing t_j from left to right switches a neuron with w_j > 0 on and one with w_j < 0 off.
+        A kink may overflow to +-inf for tiny |w_j|; it then simply never bounds a finite piece.
+        """
         w, b, v = net.W[:, 0], net.b, net.v
-        slope_left = 0.0  # slope and intercept at x -> -inf: neurons with w < 0 are active there
-        icpt_left = 0.0
         const = (w == 0) & (b > 0)
-        icpt_left += float(np.sum(v[const] * b[const]))
         neg = w < 0
-        slope_left += float(np.sum(v[neg] * w[neg]))
-        icpt_left += float(np.sum(v[neg] * b[neg]))
+        slope_left = float(np.sum(v[neg] * w[neg]))
+        icpt_left = float(np.sum(v[const] * b[const]) + np.sum(v[neg] * b[neg]))
         moving = w != 0
-        t = -b[moving] / w[moving]
+        with np.errstate(over="ignore"):
+            t = -b[moving] / w[moving]
         order = np.argsort(t, kind="stable")
         t, wm, bm, vm = t[order], w[moving][order], b[moving][order], v[moving][order]
-        # crossing a kink: a right-facing neuron switches on (+v w, +v b), a left-facing one off
         ds = np.where(wm > 0, vm * wm, -vm * wm)
         di = np.where(wm > 0, vm * bm, -vm * bm)
         slopes = slope_left + np.concatenate([[0.0], np.cumsum(ds)])
         intercepts = icpt_left + np.concatenate([[0.0], np.cumsum(di)])
         return cls(t, slopes, intercepts)
 
+    @property
+    def n_pieces(self) -> int:
+        """Number of linear pieces (len(kinks) + 1)."""
+        return int(self.slopes.size)
+
+    @property
+    def values(self) -> np.ndarray:
+        """N(t_k) at each kink, from the piece on its left (NaN or inf at an infinite kink)."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self.slopes[:-1] * self.kinks + self.intercepts[:-1]
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Evaluate on the piece containing each x (the right piece at a kink; N is continuous)."""
         x = np.asarray(x, dtype=float)
         k = np.searchsorted(self.kinks, x, side="right")
         return self.slopes[k] * x + self.intercepts[k]
 
+    def to_dict(self) -> dict[str, list]:
+        """Plain lists {"kinks", "slopes", "intercepts"} (infinite kinks become None in JSON)."""
+        return {
+            "kinks": self.kinks.tolist(),
+            "slopes": self.slopes.tolist(),
+            "intercepts": self.intercepts.tolist(),
+        }
+
 
 def save_network(net: ReLUNetwork, path: str | Path) -> Path:
-    """Write the JSON network format (see README, "Network files")."""
+    """Write the JSON network format (docs/formats.md); floats are written exactly (repr)."""
     path = Path(path)
-    path.write_text(json.dumps(net.to_dict(), indent=1) + "\n")
+    try:
+        path.write_text(json.dumps(net.to_dict(), indent=1) + "\n")
+    except OSError as e:
+        raise NetworkError(f"{path}: cannot write ({e.strerror or e})") from None
     return path
 
 
 def load_network(path: str | Path) -> ReLUNetwork:
-    """Read the JSON network format; errors name the file."""
+    """Read the JSON network format; errors name the file (and the line for invalid JSON)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise NetworkError(f"{path}: no such file")
     try:
-        obj = json.loads(path.read_text())
+        obj = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise NetworkError(f"{path}, line {e.lineno}: invalid JSON ({e.msg})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise NetworkError(f"{path}: cannot read ({e})") from None
     try:
         return ReLUNetwork.from_dict(obj)
     except NetworkError as e:

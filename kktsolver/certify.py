@@ -1,0 +1,1026 @@
+"""KKT certifier: is a given two-layer ReLU network a KKT point, a local or a global minimum of (P)?
+
+Finds the best Clarke multipliers by a linear program, reports documented residuals, a certified
+optimality interval (1-D) and a verdict with evidence (MATH.md sections 2-3, F3, F4).
+
+Verdicts (checked in this order; every threshold is a field of :class:`CertTolerances`)
+---------------------------------------------------------------------------------------
+``infeasible``
+    min_i y_i N(x_i) < 1 - ``feasibility``.  Proven up to float rounding of the margins (exactly
+    with ``exact=True``).
+``not_kkt``
+    Feasible, but no multipliers (lambda, mu) bring the relative stationarity residual
+    ||theta - sum_i lambda_i h_i|| / ||theta|| down to ``stationarity``, where lambda_i >= 0 may be
+    nonzero only on points with margin <= 1 + ``active`` and mu_ij in [0, lambda_i] only exists
+    where neuron j's kink is within ``kink`` of data point i (relative preactivation, see
+    :func:`kink_pairs`). Because the LP minimises the L1 norm of the residual, the reported L2
+    residual is within a factor sqrt(n (d + 2)) of the best possible L2 residual; ``not_kkt`` is
+    declared only when even the L1 optimum exceeds ``stationarity * ||theta||`` *and* the L2 residual of
+    the LP solution does, so the verdict is never caused by the L1/L2 mismatch alone.
+``global_min`` (1-D only)
+    KKT as above and (1/2||theta||^2 - LB) / (1/2||theta||^2) <= ``gap`` where
+    LB = sum lambda / max(1, max_k rho_k(lambda)) over ALL 1-D blocks (MATH.md section 3). LB is a
+    lower bound on min (P) for every lambda >= 0 (any width), so this proves global optimality up to
+    ``gap`` and the float rounding of rho_k (a handful of ulps).
+``local_min``
+    KKT and no descent path exists in a neighbourhood at the given ``width`` (MATH.md F4):
+    * no kink on a data point and no spare neuron: the point is optimal in its own cell (any d);
+    * 1-D, kinks on data points: for every combination of adjacent closed cells of the pinned neurons
+      the cell's convex problem is optimal at u, i.e. its KKT linear system has a solution with
+      residual <= ``stationarity`` (one LP per combination, at most 2^``max_cells_log2``);
+    * 1-D, one spare zero neuron (width - #nonzero neurons = 1): additionally, in every such cell,
+      min over the multiplier polytope of rho_k <= 1 + ``rho`` for every block k (convex programs);
+      with two or more spare neurons a single multiplier vector with max_k rho_k <= 1 + ``rho`` in
+      every cell is required (sufficient; necessary when the multipliers are unique).
+    "Multiplier polytope" means the set of (lambda, mu) satisfying the sign/box constraints whose L1
+    stationarity residual is within ``stationarity`` (relative) of the LP optimum, so all statements are
+    up to that tolerance.
+``kkt``
+    KKT, but proven not a local minimum at the given width; ``witness`` says why: ``kind="block"``
+    (a spare neuron started in that block with size sqrt(t) along ``direction`` lowers 1/2||theta||^2
+    while staying feasible: min over the multiplier polytope of rho_k > 1 + ``rho``) or ``kind="cell"``
+    (an adjacent cell of the pinned kinks whose convex problem is not optimal at u: its best
+    stationarity residual exceeds ``stationarity``; the F3 situation).
+``kkt_undecided``
+    KKT, but local minimality could not be decided: d > 1 with spare neurons or kinks on data points
+    (the blocks of R^d are not enumerated), more than 2^``max_cells_log2`` cell combinations, or two
+    or more spare neurons with non-unique multipliers and no single violated block. ``notes`` says which.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import linprog
+
+from .data import Dataset
+from .errors import InputError, SolverError
+from .network import ReLUNetwork
+from .patterns import Block, SortedSample, all_blocks, block_directions, cone_constraints, rho
+
+__all__ = [
+    "CertTolerances",
+    "Certificate",
+    "ExactCheck",
+    "Witness",
+    "certify",
+    "kink_pairs",
+    "VERDICTS",
+]
+
+VERDICTS = ("infeasible", "not_kkt", "kkt", "kkt_undecided", "local_min", "global_min")
+
+
+@dataclass(frozen=True)
+class CertTolerances:
+    """Every threshold a verdict uses (all relative, dimensionless).
+
+    Attributes
+    ----------
+    feasibility : infeasible iff min_i y_i N(x_i) < 1 - feasibility.
+    active : lambda_i may be nonzero only if y_i N(x_i) <= 1 + active.
+    kink : neuron j's kink sits on point i iff |z_ij| <= kink * ||(w_j, b_j)|| * ||(x_i, 1)||
+        (the rule of :func:`kktsolver.patterns.block_of_neuron`); only then mu_ij exists.
+    stationarity : KKT iff ||theta - sum lambda_i h_i||_2 / ||theta||_2 <= stationarity.
+    zero_neuron : neuron j counts as zero (a spare neuron) iff
+        sqrt(v_j^2 + ||(w_j, b_j)||^2) <= zero_neuron * ||theta||.
+    gap : global_min iff (1/2||theta||^2 - lower_bound) / (1/2||theta||^2) <= gap.
+    rho : a block is violated iff its dual norm rho_k exceeds 1 + rho.
+    max_cells_log2 : at most 2^max_cells_log2 adjacent-cell LPs are solved for pinned kinks.
+    """
+
+    feasibility: float = 1e-7
+    active: float = 1e-6
+    kink: float = 1e-7
+    stationarity: float = 1e-6
+    zero_neuron: float = 1e-9
+    gap: float = 1e-6
+    rho: float = 1e-6
+    max_cells_log2: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("feasibility", "active", "kink", "stationarity", "zero_neuron", "gap", "rho"):
+            val = getattr(self, name)
+            if not (isinstance(val, (int, float)) and np.isfinite(val) and val >= 0):
+                raise InputError(f"tolerance {name} must be a finite number >= 0, got {val!r}")
+        if int(self.max_cells_log2) != self.max_cells_log2 or not 0 <= self.max_cells_log2 <= 20:
+            raise InputError(
+                f"max_cells_log2 must be an integer in [0, 20], got {self.max_cells_log2!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Witness:
+    """Evidence that a KKT point is not a local minimum at the given width.
+
+    ``kind="block"``: a new neuron in ``block`` (1-D block of the sorted sample; its active points in
+    dataset order are ``active_points``) started as u = t * ``direction`` (size sqrt(t) after balancing)
+    decreases the objective; ``rho`` = min over the multiplier polytope of rho_k (> 1).
+    ``kind="cell"``: the pinned neurons listed in ``cell`` (each with the data point carrying its kink
+    and the side chosen: "include" / "exclude" that point) define an adjacent cell whose convex problem
+    is not optimal at u; ``residual`` is that cell's best relative stationarity residual (> tolerance).
+    """
+
+    kind: str
+    block: Block | None = None
+    active_points: list[int] | None = None
+    rho: float | None = None
+    direction: list[float] | None = None
+    cell: list[dict[str, Any]] | None = None
+    residual: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        from .cli import to_jsonable
+
+        d = asdict(self)
+        d["block"] = None if self.block is None else asdict(self.block)
+        return to_jsonable(d)
+
+
+@dataclass(frozen=True)
+class ExactCheck:
+    """Numbers proven in rational arithmetic (``exact=True``), each rounded outward to a float.
+
+    ``min_margin_lower``: min_i y_i N(x_i) of the network exactly as given (floats read as rationals),
+    rounded down. ``stationarity_upper``: ||theta' - sum lambda_i h_i(theta')||_2 / ||theta'||_2 rounded
+    up, for the rational lambda, mu reported (lambda >= 0, zero off the active set, 0 <= mu <= lambda),
+    where theta' is theta with each pinned neuron's bias replaced by the exact rational -<w_j, x_i> that
+    puts its kink exactly on its data point (theta' = theta when no kink is within tolerance), and h_i
+    uses exact activation signs. ``snap_distance_upper``: ||theta' - theta|| / ||theta|| rounded up.
+    ``min_margin_snapped_lower``: min margin of theta', rounded down. ``complementary_slackness_upper``:
+    sum_i lambda_i |y_i N'(x_i) - 1| / sum_i lambda_i for theta', rounded up. Not proven: anything about
+    rho_k, the lower bound, local or global optimality, or that these lambda are the best ones.
+    """
+
+    min_margin_lower: float
+    min_margin_snapped_lower: float
+    stationarity_upper: float | None
+    snap_distance_upper: float
+    complementary_slackness_upper: float | None
+    snapped_neurons: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        from .cli import to_jsonable
+
+        return to_jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """The result of :func:`certify`; see the module docstring for what each verdict proves.
+
+    Residuals (all relative; None when undefined, e.g. theta = 0):
+    ``stationarity_residual`` = ||theta - sum lambda_i h_i||_2 / ||theta||_2 with the multipliers found
+    (proven upper bound when ``exact``); ``min_margin`` = min_i y_i N(x_i) (so primal feasibility is
+    min_margin - 1); ``complementary_slackness`` = sum lambda_i |y_i N(x_i) - 1| / sum lambda_i;
+    ``balance_residual`` = max_j | |v_j| - ||(w_j, b_j)|| | / ||theta||; ``euler_residual`` =
+    |1/2||theta||^2 - sum lambda| / (1/2||theta||^2); Lyu & Li's (eps, delta)-KKT numbers
+    ``lyu_li_eps`` = ||theta - sum lambda_i h_i||_2 (absolute) and ``lyu_li_delta`` =
+    sum lambda_i (y_i N(x_i) - 1) (absolute). ``lower_bound`` <= min (P) (1-D only, None otherwise),
+    ``relative_gap`` = (objective - lower_bound) / objective (None if infeasible or no bound).
+    ``multipliers`` (length m, dataset order) and ``mu`` (list of (point, neuron, mu_ij)).
+    """
+
+    verdict: str
+    multipliers: np.ndarray
+    mu: list[tuple[int, int, float]]
+    stationarity_residual: float | None
+    min_margin: float
+    complementary_slackness: float | None
+    balance_residual: float | None
+    euler_residual: float | None
+    lyu_li_eps: float
+    lyu_li_delta: float
+    objective: float
+    lower_bound: float | None
+    relative_gap: float | None
+    max_rho: float | None
+    width: int
+    nonzero_neurons: int
+    pinned_kinks: int
+    witness: Witness | None
+    tolerances: CertTolerances
+    exact: ExactCheck | None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        from .cli import to_jsonable
+
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["mu"] = [{"point": i, "neuron": j, "mu": v} for i, j, v in self.mu]
+        d["witness"] = None if self.witness is None else self.witness.to_dict()
+        d["exact"] = None if self.exact is None else self.exact.to_dict()
+        d["tolerances"] = self.tolerances.to_dict()
+        return to_jsonable(d)
+
+
+# --------------------------------------------------------------------------- numerical core
+
+
+def kink_pairs(
+    Z: np.ndarray, net: ReLUNetwork, Xt: np.ndarray, kink_tol: float, live: np.ndarray
+) -> np.ndarray:
+    """Pairs (i, j) with |z_ij| <= kink_tol ||(w_j, b_j)|| ||x~_i|| among live neurons, shape (P, 2).
+
+    The same relative rule as :func:`kktsolver.patterns.block_of_neuron` (there in 1-D).
+    """
+    scale = kink_tol * np.linalg.norm(Xt, axis=1)[:, None] * net.neuron_norms()[None, :]
+    hit = (np.abs(Z) <= scale) & live[None, :]
+    return np.argwhere(hit)
+
+
+@dataclass(frozen=True, eq=False)
+class _System:
+    """Scaled linear KKT system  A_lam lam' + A_mu mu' + r = theta / ||theta||  (MATH.md section 2).
+
+    Unknowns are scaled, lam_i = c_i lam'_i and mu_ij = c_i mu'_ij, so every column has unit size and
+    the LP is well conditioned whatever the scale of theta.
+    """
+
+    A_lam: sparse.csr_matrix  # (N, na)
+    A_mu: sparse.csr_matrix  # (N, P)
+    rhs: np.ndarray  # (N,)
+    active: np.ndarray  # dataset indices of the points that may carry lambda
+    pairs: np.ndarray  # (P, 2) (i, j) kink pairs
+    pair_col: (
+        np.ndarray
+    )  # (P,) column of lam' that bounds each mu' (-1: inactive point, lambda_i = 0)
+    sigma: np.ndarray  # (P,) s_j y_i
+    c: np.ndarray  # (na,) column scales of lambda
+    cmu: np.ndarray  # (P,) column scales of mu
+    norm_theta: float
+
+
+def _build_system(
+    net: ReLUNetwork,
+    Xt: np.ndarray,
+    y: np.ndarray,
+    Z: np.ndarray,
+    active: np.ndarray,
+    pairs: np.ndarray,
+) -> _System:
+    n, d1 = net.n, Xt.shape[1]
+    N = n * (1 + d1)
+    norm_theta = float(np.linalg.norm(net.theta))
+    is_pair = np.zeros(Z.shape, dtype=bool)
+    if pairs.size:
+        is_pair[pairs[:, 0], pairs[:, 1]] = True
+    rows, cols, vals = [], [], []
+    pos = {int(i): k for k, i in enumerate(active)}
+    for k, i in enumerate(active):
+        # h_i: v-part y_i relu(z_ij); (w_j, b_j)-part y_i v_j [z_ij > 0] x~_i (kinks go through mu)
+        rz = np.maximum(Z[i], 0.0)
+        jv = np.flatnonzero(rz)
+        rows.append(jv), cols.append(np.full(jv.size, k)), vals.append(y[i] * rz[jv])
+        on = np.flatnonzero((Z[i] > 0) & ~is_pair[i] & (net.v != 0))
+        r = (n + on[:, None] * d1 + np.arange(d1)[None, :]).ravel()
+        rows.append(r), cols.append(np.full(r.size, k))
+        vals.append((y[i] * net.v[on][:, None] * Xt[i][None, :]).ravel())
+    A = sparse.csc_matrix(
+        (
+            np.concatenate(vals) if vals else [],
+            (np.concatenate(rows) if rows else [], np.concatenate(cols) if cols else []),
+        ),
+        shape=(N, active.size),
+    )
+    P = pairs.shape[0]
+    mrows, mcols, mvals = [], [], []
+    for p, (i, j) in enumerate(pairs):
+        mrows.append(n + j * d1 + np.arange(d1))
+        mcols.append(np.full(d1, p))
+        mvals.append(y[i] * net.v[j] * Xt[i])
+    M = sparse.csc_matrix(
+        (
+            np.concatenate(mvals) if P else [],
+            (np.concatenate(mrows) if P else [], np.concatenate(mcols) if P else []),
+        ),
+        shape=(N, P),
+    )
+    # column scale: the size of h_i (strict part plus its kink columns) relative to ||theta||
+    colnorm = np.sqrt(np.asarray(A.multiply(A).sum(axis=0)).ravel())
+    pair_col = (
+        np.array([pos.get(int(i), -1) for i in pairs[:, 0]], dtype=int)
+        if P
+        else np.zeros(0, dtype=int)
+    )
+    mn = np.sqrt(np.asarray(M.multiply(M).sum(axis=0)).ravel()) if P else np.zeros(0)
+    if P:
+        on = pair_col >= 0
+        np.maximum.at(colnorm, pair_col[on], mn[on])
+    c = np.where(colnorm > 0, norm_theta / np.where(colnorm > 0, colnorm, 1.0), 1.0)
+    # mu of a pair is scaled like lambda of its point (so mu' <= lam' keeps its form); pairs on
+    # inactive points (lambda_i = 0, only relevant for the adjacent-cell LPs) get their own scale
+    cmu = (
+        np.where(
+            pair_col >= 0,
+            c[np.maximum(pair_col, 0)] if c.size else 1.0,
+            norm_theta / np.where(mn > 0, mn, 1.0),
+        )
+        if P
+        else np.zeros(0)
+    )
+    A_lam = (A @ sparse.diags(c)) / norm_theta
+    A_mu = (M @ sparse.diags(cmu)) / norm_theta if P else M
+    sigma = np.sign(net.v[pairs[:, 1]]) * y[pairs[:, 0]] if P else np.zeros(0)
+    theta = np.concatenate([net.v, np.column_stack([net.W, net.b]).ravel()])
+    return _System(
+        sparse.csr_matrix(A_lam),
+        sparse.csr_matrix(A_mu),
+        theta / norm_theta,
+        active,
+        pairs,
+        pair_col,
+        sigma,
+        c,
+        cmu,
+        norm_theta,
+    )
+
+
+def _theta_rows(net: ReLUNetwork) -> np.ndarray:
+    """theta in the row layout of :class:`_System`: (v, then (w_j, b_j) neuron by neuron)."""
+    return np.concatenate([net.v, np.column_stack([net.W, net.b]).ravel()])
+
+
+def _mode_rows(sys_: _System, modes: np.ndarray) -> tuple[sparse.csr_matrix, np.ndarray, list]:
+    """Inequalities  A_ub [lam', mu'] <= 0  and mu' bounds for each pair's mode.
+
+    Mode 0 ("clarke"): 0 <= mu <= lam_i.  Mode 1 ("exclude" point i from the neuron's cell):
+    sigma mu <= 0.  Mode 2 ("include"): sigma (mu - lam_i) >= 0.  (sigma = s_j y_i; MATH.md F3/F4:
+    the cell's normal-cone multiplier is -sigma mu resp. sigma (mu - lam_i) and must be >= 0.)
+    """
+    na, P = sys_.A_lam.shape[1], sys_.pairs.shape[0]
+    rows, cols, vals = [], [], []
+    bounds = []
+    r = 0
+    for p in range(P):
+        s, col = sys_.sigma[p], sys_.pair_col[p]
+        if (
+            col < 0
+        ):  # lambda_i = 0: Clarke forces mu = 0, a cell only fixes the sign of the cone multiplier
+            bounds.append(
+                (0, 0)
+                if modes[p] == 0
+                else ((None, 0) if (s > 0) == (modes[p] == 1) else (0, None))
+            )
+            continue
+        if modes[p] == 0:
+            bounds.append((0, None))
+            rows += [r, r]
+            cols += [na + p, col]
+            vals += [1.0, -1.0]
+            r += 1
+        elif modes[p] == 1:
+            bounds.append((None, 0) if s > 0 else (0, None))
+        else:  # -sigma mu + sigma lam <= 0
+            bounds.append((None, None))
+            rows += [r, r]
+            cols += [na + p, col]
+            vals += [-s, s]
+            r += 1
+    A_ub = sparse.csr_matrix((vals, (rows, cols)), shape=(r, na + P))
+    return A_ub, np.zeros(r), bounds
+
+
+def _solve_lp(sys_: _System, modes: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """min ||r||_1 over the KKT system with the given pair modes; returns (lam', mu', ||r||_1 scaled)."""
+    N, na = sys_.A_lam.shape
+    P = sys_.pairs.shape[0]
+    I = sparse.identity(N, format="csr")
+    A_eq = sparse.hstack([sys_.A_lam, sys_.A_mu, I, -I], format="csr")
+    A_ub, b_ub, mu_bounds = _mode_rows(sys_, modes)
+    A_ub = sparse.hstack([A_ub, sparse.csr_matrix((A_ub.shape[0], 2 * N))], format="csr")
+    cost = np.concatenate([np.zeros(na + P), np.ones(2 * N)])
+    bounds = [(0, None)] * na + mu_bounds + [(0, None)] * (2 * N)
+    res = linprog(
+        cost,
+        A_ub=A_ub if A_ub.shape[0] else None,
+        b_ub=b_ub if A_ub.shape[0] else None,
+        A_eq=A_eq,
+        b_eq=sys_.rhs,
+        bounds=bounds,
+        method="highs",
+    )
+    if res.status != 0:
+        raise SolverError(f"HiGHS failed on the KKT multiplier LP: {res.message}")
+    x = res.x
+    return np.maximum(x[:na], 0.0), x[na : na + P], float(res.fun)
+
+
+def _residual(sys_: _System, lam_s: np.ndarray, mu_s: np.ndarray) -> np.ndarray:
+    """Scaled residual r = theta/||theta|| - A_lam lam' - A_mu mu' (multiply by ||theta|| for absolute)."""
+    return sys_.rhs - sys_.A_lam @ lam_s - (sys_.A_mu @ mu_s if mu_s.size else 0.0)
+
+
+def _clip_modes(sys_: _System, lam_s: np.ndarray, mu_s: np.ndarray) -> np.ndarray:
+    """Project mu' into the Clarke box [0, lam'_i] (removes the LP's rounding)."""
+    if not mu_s.size:
+        return mu_s
+    upper = np.where(
+        sys_.pair_col >= 0, lam_s[np.maximum(sys_.pair_col, 0)] if lam_s.size else 0.0, 0.0
+    )
+    return np.clip(mu_s, 0.0, upper)
+
+
+def _best_multipliers(
+    sys_: _System, modes: np.ndarray, stat_tol: float
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Multipliers with the smallest stationarity residual: (lam', mu', L1 optimum, relative L2 residual).
+
+    The LP minimises the L1 norm; its L2 residual can exceed the best L2 residual by up to sqrt(N).
+    When the LP's L2 residual is above ``stat_tol`` but the L1 optimum does not already prove that
+    every L2 residual is (L2 >= L1 / sqrt(N)), the L2 problem itself is solved (a small SOCP), so a
+    verdict never hinges on the choice of norm.
+    """
+    lam_s, mu_s, r1 = _solve_lp(sys_, modes)
+    mu_s = _clip_modes(sys_, lam_s, mu_s) if not np.any(modes) else mu_s
+    stat = float(np.linalg.norm(_residual(sys_, lam_s, mu_s)))
+    N = sys_.rhs.size
+    if stat > stat_tol and r1 / np.sqrt(N) <= stat_tol:
+        import cvxpy as cp
+
+        lam, cons = _polytope_cvx(sys_, modes, None)
+        mu = cons.pop() if sys_.pairs.shape[0] else None
+        expr = sys_.A_lam @ lam + (sys_.A_mu @ mu if mu is not None else 0)
+        prob = cp.Problem(cp.Minimize(cp.norm2(sys_.rhs - expr)), cons)
+        _solve_cvx(prob)
+        lam2 = np.maximum(np.asarray(lam.value, dtype=float), 0.0)
+        mu2 = np.asarray(mu.value, dtype=float) if mu is not None else np.zeros(0)
+        mu2 = _clip_modes(sys_, lam2, mu2) if not np.any(modes) else mu2
+        stat2 = float(np.linalg.norm(_residual(sys_, lam2, mu2)))
+        if stat2 < stat:
+            lam_s, mu_s, stat = lam2, mu2, stat2
+    return lam_s, mu_s, r1, stat
+
+
+# ----------------------------------------------------------------- 1-D blocks: rho, polytope programs
+
+
+@dataclass(frozen=True, eq=False)
+class _Blocks1D:
+    """All free 1-D blocks with g_k(lambda) as a dense map of the scaled active multipliers."""
+
+    blocks: list[Block]
+    sample: SortedSample
+    Gs: np.ndarray  # (K, 2, na): s_k g_k(lam) = Gs[k] @ lam'
+    cones: list[np.ndarray]  # cone rows G_k (cone = {G u >= 0})
+    directions: tuple[np.ndarray, np.ndarray]
+
+
+def _blocks_1d(dataset: Dataset, sys_: _System) -> _Blocks1D:
+    sample = SortedSample.from_dataset(dataset)
+    blocks = all_blocks(sample.m)
+    rank = np.empty(sample.m, dtype=int)
+    rank[sample.order] = np.arange(sample.m)
+    na = sys_.active.size
+    Gs = np.zeros((len(blocks), 2, na))
+    srank = rank[sys_.active]
+    xt, ys = sample.xt, sample.y
+    for k, blk in enumerate(blocks):
+        sl = blk.active(sample.m)
+        inside = (srank >= sl.start) & (srank < sl.stop)
+        cols = np.flatnonzero(inside)
+        Gs[k][:, cols] = (blk.sign * ys[srank[cols]] * sys_.c[cols])[None, :] * xt[srank[cols]].T
+    cones = [cone_constraints(b, sample)[0] for b in blocks]
+    return _Blocks1D(blocks, sample, Gs, cones, block_directions(blocks, sample))
+
+
+def _lam_sorted(sys_: _System, b1: _Blocks1D, lam_s: np.ndarray) -> np.ndarray:
+    lam = np.zeros(b1.sample.m)
+    full = np.zeros(b1.sample.m)
+    full[sys_.active] = sys_.c * lam_s
+    lam[:] = b1.sample.sort(full)
+    return lam
+
+
+def _polytope_cvx(sys_: _System, modes: np.ndarray, r1_bound: float | None):
+    """cvxpy variable lam' and the constraints of the polytope {L1 residual <= r1_bound, mode signs}.
+
+    With ``r1_bound=None`` the residual is left free and the mu' variable is appended as the last
+    element of the returned list (for the L2 refinement).
+    """
+    import cvxpy as cp
+
+    na, P = sys_.A_lam.shape[1], sys_.pairs.shape[0]
+    lam = cp.Variable(na, nonneg=True)
+    cons = []
+    expr = sys_.A_lam @ lam
+    if P:
+        mu = cp.Variable(P)
+        expr = expr + sys_.A_mu @ mu
+        A_ub, _, bnds = _mode_rows(sys_, modes)
+        x = cp.hstack([lam, mu])
+        if A_ub.shape[0]:
+            cons.append(A_ub @ x <= 0)
+        for p, (lo, hi) in enumerate(bnds):
+            if lo is not None:
+                cons.append(mu[p] >= lo)
+            if hi is not None:
+                cons.append(mu[p] <= hi)
+    if r1_bound is None:
+        return lam, cons + ([mu] if P else [])
+    cons.append(cp.norm1(sys_.rhs - expr) <= r1_bound)
+    return lam, cons
+
+
+def _solve_cvx(prob) -> None:
+    import cvxpy as cp
+
+    try:
+        prob.solve(solver=cp.CLARABEL)
+    except cp.error.SolverError as e:  # pragma: no cover - solver breakdown
+        raise SolverError(f"Clarabel failed on a multiplier-polytope program: {e}") from None
+    if prob.status not in ("optimal", "optimal_inaccurate"):
+        raise SolverError(f"multiplier-polytope program ended with status {prob.status}")
+
+
+def _rho_cvx(b1: _Blocks1D, k_list: list[int], lam, t):
+    """SOC constraints rho_k(lam) <= t for blocks k (rho_k = dist(s_k g_k, polar cone), Moreau)."""
+    import cvxpy as cp
+
+    cons = []
+    a = cp.Variable((len(k_list), 2), nonneg=True)
+    for r, k in enumerate(k_list):
+        cons.append(cp.SOC(t, b1.Gs[k] @ lam + b1.cones[k].T @ a[r]))
+    return cons
+
+
+def _min_max_rho(
+    sys_: _System,
+    b1: _Blocks1D,
+    modes: np.ndarray,
+    r1_bound: float,
+    k_list: list[int] | None = None,
+) -> np.ndarray:
+    """argmin over the multiplier polytope of max_{k in k_list} rho_k (all blocks by default)."""
+    import cvxpy as cp
+
+    lam, cons = _polytope_cvx(sys_, modes, r1_bound)
+    t = cp.Variable()
+    ks = list(range(len(b1.blocks))) if k_list is None else k_list
+    if len(ks) > 1:  # vectorised SOC for many blocks
+        a = cp.Variable((len(ks), 2), nonneg=True)
+        Gs = b1.Gs[ks].reshape(2 * len(ks), -1)
+        GT = sparse.block_diag([b1.cones[k].T for k in ks], format="csr")
+        Zf = Gs @ lam + GT @ cp.reshape(a, (2 * len(ks),), order="C")
+        cons.append(cp.SOC(t * np.ones(len(ks)), cp.reshape(Zf, (len(ks), 2), order="C"), axis=1))
+    else:
+        cons += _rho_cvx(b1, ks, lam, t)
+    prob = cp.Problem(cp.Minimize(t), cons)
+    _solve_cvx(prob)
+    return np.maximum(np.asarray(lam.value, dtype=float), 0.0)
+
+
+def _rho_all(sys_: _System, b1: _Blocks1D, lam_s: np.ndarray) -> np.ndarray:
+    return rho(b1.blocks, b1.sample, _lam_sorted(sys_, b1, lam_s), b1.directions)
+
+
+def _best_direction(b1: _Blocks1D, k: int, z: np.ndarray) -> np.ndarray:
+    """Unit u in cone_k maximising <u, z> (z = s_k g_k): the projection of z onto the 2-D wedge."""
+    E1, E2 = b1.directions[0][k], b1.directions[1][k]
+    G = b1.cones[k]
+    if np.all(G @ z >= 0):
+        p = z
+    else:
+        p = max((max(0.0, float(z @ e)) * e for e in (E1, E2)), key=np.linalg.norm)
+    nrm = np.linalg.norm(p)
+    return p / nrm if nrm > 0 else p
+
+
+# --------------------------------------------------------------------------- exact check
+
+
+def _q(x: float):
+    from flint import fmpq
+
+    return fmpq(*float(x).as_integer_ratio())
+
+
+def _round_up(q) -> float:
+    """Smallest float found >= the rational q (proven by exact comparison)."""
+    f = float(q)
+    while _q(f) < q:
+        f = float(np.nextafter(f, np.inf))
+    return f
+
+
+def _round_down(q) -> float:
+    f = float(q)
+    while _q(f) > q:
+        f = float(np.nextafter(f, -np.inf))
+    return f
+
+
+def _sqrt_up(q) -> float:
+    """A float r with r^2 >= q >= 0, proven."""
+    f = float(np.sqrt(float(q)))
+    while _q(f) * _q(f) < q:
+        f = float(np.nextafter(f, np.inf))
+    return f
+
+
+def _exact_check(
+    net: ReLUNetwork,
+    X: np.ndarray,
+    y: np.ndarray,
+    lam: np.ndarray,
+    mu: list[tuple[int, int, float]],
+    active: np.ndarray,
+) -> ExactCheck:
+    """Rational recomputation of margins and the stationarity residual (see :class:`ExactCheck`)."""
+    from flint import fmpq
+
+    t0 = time.perf_counter()
+    m, d = X.shape
+    n = net.n
+    Xq = [[_q(v) for v in row] for row in X]
+    Wq = [[_q(v) for v in row] for row in net.W]
+    vq = [_q(v) for v in net.v]
+    bq = [_q(v) for v in net.b]
+    zero = fmpq(0)
+
+    def margins(bias):
+        out = []
+        for i in range(m):
+            s = zero
+            for j in range(n):
+                z = sum((Wq[j][c] * Xq[i][c] for c in range(d)), bias[j])
+                if z > 0:
+                    s += vq[j] * z
+            out.append(s if y[i] > 0 else -s)
+        return out
+
+    marg = margins(bq)
+    # snap: each neuron carrying a mu gets the bias that puts its kink exactly on the first such point
+    bsn = list(bq)
+    snapped: dict[int, int] = {}
+    for i, j, _ in mu:
+        if j not in snapped:
+            snapped[j] = i
+            bsn[j] = -sum((Wq[j][c] * Xq[i][c] for c in range(d)), zero)
+    marg_s = margins(bsn) if snapped else marg
+    lamq = [zero] * m
+    for i in active:
+        if lam[i] > 0:
+            lamq[i] = _q(lam[i])
+    muq = {}
+    for i, j, val in mu:
+        if snapped.get(j) == i:  # only exact zeros of z get Clarke weights
+            muq[(i, j)] = min(max(_q(val), zero), lamq[i])
+    # residual r = theta' - sum_i lam_i h_i(theta'), neuron by neuron
+    r2 = zero
+    t2 = zero
+    for j in range(n):
+        zj = [sum((Wq[j][c] * Xq[i][c] for c in range(d)), bsn[j]) for i in range(m)]
+        rv = vq[j]
+        g = [zero] * (d + 1)
+        for i in range(m):
+            if lamq[i] == 0:
+                continue
+            yi = 1 if y[i] > 0 else -1
+            if zj[i] > 0:
+                rv -= yi * lamq[i] * zj[i]
+                wt = lamq[i]
+            elif zj[i] == 0:
+                wt = muq.get((i, j), zero)
+            else:
+                continue
+            for c in range(d):
+                g[c] += yi * wt * Xq[i][c]
+            g[d] += yi * wt
+        r2 += rv * rv
+        t2 += vq[j] * vq[j] + bsn[j] * bsn[j]
+        for c in range(d):
+            e = Wq[j][c] - vq[j] * g[c]
+            r2 += e * e
+            t2 += Wq[j][c] * Wq[j][c]
+        e = bsn[j] - vq[j] * g[d]
+        r2 += e * e
+    snap2 = sum(((bsn[j] - bq[j]) ** 2 for j in range(n)), zero)
+    th2 = sum((vq[j] ** 2 + bq[j] ** 2 + sum((w * w for w in Wq[j]), zero) for j in range(n)), zero)
+    lam_sum = sum(lamq, zero)
+    cs = None
+    if lam_sum > 0:
+        cs_q = sum(((lamq[i] * abs(marg_s[i] - 1)) for i in range(m)), zero) / lam_sum
+        cs = _round_up(cs_q)
+    return ExactCheck(
+        min_margin_lower=_round_down(min(marg)),
+        min_margin_snapped_lower=_round_down(min(marg_s)),
+        stationarity_upper=_sqrt_up(r2 / t2) if t2 > 0 else None,
+        snap_distance_upper=_sqrt_up(snap2 / th2) if th2 > 0 else 0.0,
+        complementary_slackness_upper=cs,
+        snapped_neurons=len(snapped),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+# --------------------------------------------------------------------------- public entry point
+
+
+def _validate(network: Any, dataset: Any, width: int | None, tol: Any) -> int:
+    if not isinstance(network, ReLUNetwork):
+        raise InputError(f"network must be a kktsolver.ReLUNetwork, got {type(network).__name__}")
+    if not isinstance(dataset, Dataset):
+        raise InputError(f"dataset must be a kktsolver.Dataset, got {type(dataset).__name__}")
+    if not isinstance(tol, CertTolerances):
+        raise InputError(f"tol must be a CertTolerances, got {type(tol).__name__}")
+    if network.d != dataset.d:
+        raise InputError(
+            f"dimension mismatch: the network takes inputs of dimension d = {network.d}, "
+            f"the dataset has d = {dataset.d}"
+        )
+    if width is None:
+        return network.n
+    if isinstance(width, bool) or int(width) != width or width < 1:
+        raise InputError(f"width must be a positive integer, got {width!r}")
+    return int(width)
+
+
+def certify(
+    network: ReLUNetwork,
+    dataset: Dataset,
+    width: int | None = None,
+    tol: CertTolerances = CertTolerances(),
+    exact: bool = False,
+) -> Certificate:
+    """Decide whether ``network`` is a KKT point / local / global minimum of (P) on ``dataset``.
+
+    Parameters
+    ----------
+    network : ReLUNetwork
+        The candidate theta = (v, W, b).
+    dataset : Dataset
+        The sample; multipliers are returned in its order.
+    width : int, optional
+        Width of the user's architecture (default: ``network.n``). Must be at least the number of
+        nonzero neurons; width - #nonzero neurons is the number of spare zero neurons (MATH.md F4).
+    tol : CertTolerances
+        All thresholds (reported back in the certificate).
+    exact : bool
+        Also recompute margins and the stationarity residual in rational arithmetic
+        (:class:`ExactCheck`); the verdict then uses the proven numbers.
+
+    Returns
+    -------
+    Certificate
+        Verdict with evidence; see the module docstring for what each verdict proves.
+
+    Notes
+    -----
+    The multipliers solve  min ||theta - sum_i lambda_i h_i(mu)||_1  s.t. lambda >= 0, lambda_i = 0
+    unless y_i N(x_i) <= 1 + tol.active, 0 <= mu_ij <= lambda_i on kink pairs (HiGHS), where
+    h_i = (y_i relu(z_ij))_j in the v-coordinates and y_i v_j ([z_ij > 0] lambda_i + mu_ij [kink]) x~_i
+    in the (w_j, b_j) coordinates.
+    """
+    t0 = time.perf_counter()
+    width = _validate(network, dataset, width, tol)
+    X, y = dataset.X, dataset.y.astype(float)
+    m = dataset.m
+    net = network
+    Xt = np.column_stack([X, np.ones(m)])
+    Z = net.preactivations(X)
+    margins = y * (np.maximum(Z, 0.0) @ net.v)
+    min_margin = float(margins.min())
+    objective = net.objective()
+    norm_theta = float(np.linalg.norm(net.theta))
+    sizes = np.sqrt(net.v**2 + net.neuron_norms() ** 2)
+    live = sizes > tol.zero_neuron * norm_theta
+    nnz = int(live.sum())
+    if width < nnz:
+        raise InputError(f"width {width} is smaller than the network's {nnz} nonzero neurons")
+    spare = width - nnz
+    notes: list[str] = []
+    common = dict(
+        min_margin=min_margin, objective=objective, width=width, nonzero_neurons=nnz, tolerances=tol
+    )
+    if norm_theta == 0:
+        return Certificate(
+            verdict="infeasible",
+            multipliers=np.zeros(m),
+            mu=[],
+            stationarity_residual=None,
+            complementary_slackness=None,
+            balance_residual=None,
+            euler_residual=None,
+            lyu_li_eps=0.0,
+            lyu_li_delta=0.0,
+            lower_bound=None,
+            relative_gap=None,
+            max_rho=None,
+            pinned_kinks=0,
+            witness=None,
+            exact=None,
+            notes=["theta = 0 computes N = 0"],
+            seconds=time.perf_counter() - t0,
+            **common,
+        )
+
+    active = np.flatnonzero(margins <= 1.0 + tol.active)
+    pairs = kink_pairs(Z, net, Xt, tol.kink, live)
+    sys_ = _build_system(net, Xt, y, Z, active, pairs)
+    P = pairs.shape[0]
+    clarke = np.zeros(P, dtype=int)
+    lam_s, mu_s, r1, stat = _best_multipliers(sys_, clarke, tol.stationarity)
+    lam = np.zeros(m)
+    lam[active] = sys_.c * lam_s
+    mu_vals = sys_.cmu * mu_s
+    mus = [
+        (int(i), int(j), float(mu_vals[p]))
+        for p, (i, j) in enumerate(pairs)
+        if sys_.pair_col[p] >= 0
+    ]
+    r_abs = norm_theta * stat
+    lam_sum = float(lam.sum())
+    cs = float(lam @ np.abs(margins - 1.0) / lam_sum) if lam_sum > 0 else None
+    balance = float(np.max(np.abs(np.abs(net.v) - net.neuron_norms())) / norm_theta)
+    euler = abs(objective - lam_sum) / objective
+    lyu_delta = float(lam @ (margins - 1.0))
+
+    exact_check = None
+    if exact:
+        exact_check = _exact_check(net, X, y, lam, [t for t in mus if lam[t[0]] > 0], active)
+        min_margin_v = exact_check.min_margin_lower
+        stat_v = exact_check.stationarity_upper
+        if exact_check.snapped_neurons:
+            notes.append(
+                f"exact: stationarity proven for theta' = theta with {exact_check.snapped_neurons} bias(es) "
+                f"snapped onto data points, ||theta' - theta|| / ||theta|| <= {exact_check.snap_distance_upper:.3g}"
+            )
+    else:
+        min_margin_v, stat_v = min_margin, stat
+    feasible = min_margin_v >= 1.0 - tol.feasibility
+    is_kkt = feasible and stat_v is not None and stat_v <= tol.stationarity
+
+    lower_bound = rel_gap = max_rho = None
+    b1 = None
+    r1_bound = r1 + tol.stationarity
+    if dataset.d == 1 and lam_sum > 0:
+        b1 = _blocks_1d(dataset, sys_)
+        rh = _rho_all(sys_, b1, lam_s)
+        max_rho = float(rh.max())
+        lower_bound = lam_sum / max(1.0, max_rho)
+        if is_kkt and (objective - lower_bound) / objective > tol.gap and active.size:
+            # tighten: the multipliers of the polytope that minimise max_k rho_k
+            lam2 = _min_max_rho(sys_, b1, clarke, r1_bound)
+            rh2 = _rho_all(sys_, b1, lam2)
+            lb2 = float((sys_.c * lam2).sum()) / max(1.0, float(rh2.max()))
+            if lb2 > lower_bound:
+                lower_bound, max_rho = lb2, float(rh2.max())
+    elif dataset.d > 1:
+        notes.append("lower bound: not available for d > 1 (blocks of R^d are not enumerated)")
+    if lower_bound is not None and feasible:
+        rel_gap = (objective - lower_bound) / objective
+
+    witness = None
+    if not feasible:
+        verdict = "infeasible"
+    elif not is_kkt:
+        verdict = "not_kkt"
+    elif rel_gap is not None and rel_gap <= tol.gap:
+        verdict = "global_min"
+    else:
+        verdict, witness = _local_analysis(sys_, b1, net, dataset, spare, tol, r1_bound, notes)
+
+    return Certificate(
+        verdict=verdict,
+        multipliers=lam,
+        mu=mus,
+        stationarity_residual=stat_v,
+        complementary_slackness=cs,
+        balance_residual=balance,
+        euler_residual=euler,
+        lyu_li_eps=float(r_abs),
+        lyu_li_delta=lyu_delta,
+        lower_bound=lower_bound,
+        relative_gap=rel_gap,
+        max_rho=max_rho,
+        pinned_kinks=P,
+        witness=witness,
+        exact=exact_check,
+        notes=notes,
+        seconds=time.perf_counter() - t0,
+        **{**common, "min_margin": min_margin if not exact else min_margin_v},
+    )
+
+
+def _local_analysis(
+    sys_: _System,
+    b1: _Blocks1D | None,
+    net: ReLUNetwork,
+    dataset: Dataset,
+    spare: int,
+    tol: CertTolerances,
+    r1_bound: float,
+    notes: list[str],
+) -> tuple[str, Witness | None]:
+    """MATH.md F4 at a KKT point that is not certified global: local_min, kkt (+ witness) or undecided."""
+    P = sys_.pairs.shape[0]
+    if P == 0 and spare == 0:
+        return "local_min", None
+    if dataset.d > 1:
+        notes.append("local minimality undecided: d > 1 with spare neurons or kinks on data points")
+        return "kkt_undecided", None
+    # Pinned pairs with sigma = s_j y_i = -1 (or on a point with lambda_i = 0): the Clarke box is the
+    # intersection of both cells' sign conditions, so without spare neurons only the sigma = +1 pairs
+    # need enumerating (the others stay in Clarke mode, which implies either side).
+    plus = [p for p in range(P) if sys_.pair_col[p] >= 0 and sys_.sigma[p] > 0]
+    rest = [p for p in range(P) if p not in plus]
+    enum = plus if spare == 0 else list(range(P))
+    if len(enum) > tol.max_cells_log2:
+        notes.append(
+            f"local minimality undecided: {len(enum)} pinned kinks to combine exceed "
+            f"2^{tol.max_cells_log2} adjacent cells"
+        )
+        return "kkt_undecided", None
+    undecided = False
+    for choice in itertools.product((1, 2), repeat=len(enum)):
+        modes = np.zeros(P, dtype=int)
+        modes[enum] = choice
+        if P:
+            _, _, r1c, stat_c = _best_multipliers(sys_, modes, tol.stationarity)
+            if stat_c > tol.stationarity and spare == 0 and rest:
+                # the reduced cell (rest in Clarke mode) failed: decide on the full cells
+                if len(enum) + len(rest) > tol.max_cells_log2:
+                    notes.append("local minimality undecided: too many adjacent cells to combine")
+                    return "kkt_undecided", None
+                for ext in itertools.product((1, 2), repeat=len(rest)):
+                    full = modes.copy()
+                    full[rest] = ext
+                    stat_f = _best_multipliers(sys_, full, tol.stationarity)[3]
+                    if stat_f > tol.stationarity:
+                        return "kkt", Witness(
+                            kind="cell", cell=_cell_desc(sys_, full), residual=stat_f
+                        )
+                continue
+            if stat_c > tol.stationarity:
+                return "kkt", Witness(kind="cell", cell=_cell_desc(sys_, modes), residual=stat_c)
+            bound = r1c + tol.stationarity
+        else:
+            bound = r1_bound
+        if spare == 0:
+            continue
+        res = _spare_analysis(sys_, b1, modes, bound, spare, tol)
+        if isinstance(res, Witness):
+            if P:
+                res = dataclasses.replace(res, cell=_cell_desc(sys_, modes))
+            return "kkt", res
+        undecided |= res is None
+    if undecided:
+        notes.append(
+            "local minimality undecided: >= 2 spare neurons, non-unique multipliers, "
+            "no single violated block"
+        )
+        return "kkt_undecided", None
+    return "local_min", None
+
+
+def _cell_desc(sys_: _System, modes: np.ndarray) -> list[dict[str, Any]]:
+    return [
+        {"neuron": int(j), "point": int(i), "side": "exclude" if modes[p] == 1 else "include"}
+        for p, (i, j) in enumerate(sys_.pairs)
+    ]
+
+
+def _spare_analysis(
+    sys_: _System, b1: _Blocks1D, modes: np.ndarray, bound: float, spare: int, tol: CertTolerances
+) -> Witness | bool | None:
+    """Blocks a spare neuron could open: a Witness, True (no descent) or None (undecided)."""
+    import cvxpy as cp
+
+    lam0 = _min_max_rho(sys_, b1, modes, bound)
+    rh = _rho_all(sys_, b1, lam0)
+    if rh.max() <= 1.0 + tol.rho:
+        return True
+    for k in np.argsort(-rh):
+        if rh[k] <= 1.0 + tol.rho:
+            break
+        lam, cons = _polytope_cvx(sys_, modes, bound)
+        t = cp.Variable()
+        cons += _rho_cvx(b1, [int(k)], lam, t)
+        prob = cp.Problem(cp.Minimize(t), cons)
+        _solve_cvx(prob)
+        lam_k = np.maximum(np.asarray(lam.value, dtype=float), 0.0)
+        rk = float(_rho_all(sys_, b1, lam_k)[k])
+        if rk > 1.0 + tol.rho:
+            blk = b1.blocks[int(k)]
+            z = b1.Gs[k] @ lam_k
+            sl = blk.active(b1.sample.m)
+            return Witness(
+                kind="block",
+                block=blk,
+                active_points=sorted(int(i) for i in b1.sample.order[sl]),
+                rho=rk,
+                direction=_best_direction(b1, int(k), z).tolist(),
+            )
+    return True if spare == 1 else None

@@ -1,0 +1,1023 @@
+"""Gradient-descent baseline: full-batch GD on the exponential or logistic loss, and its exact limit cell.
+
+Theory (Lyu & Li 2020) says GD converges in direction to a KKT point of (P); this module measures how far a
+trained network is from the exact KKT point of its final activation cell (MATH.md section 3, F2).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from .data import Dataset
+from .errors import InputError, SolverError
+from .network import ReLUNetwork
+
+__all__ = [
+    "LOSSES",
+    "Trajectory",
+    "LimitPoint",
+    "train",
+    "limit_point",
+    "loss_and_gradient",
+    "rescaled",
+    "aligned_angle",
+    "solve_cell",
+    "ExactCell",
+    "EXACT_SOLVER_OPTIONS",
+]
+
+Loss = Literal["exp", "logistic"]
+LOSSES = ("exp", "logistic")
+
+
+# --------------------------------------------------------------------------- losses (log domain)
+
+
+def _log_softplus_neg(q: np.ndarray) -> np.ndarray:
+    """log(log(1 + e^{-q})), stable for all q (no underflow to log 0 at large margins).
+
+    For q >= 0 write t = e^{-q}: log(log1p(t)) = -q + log(log1p(t) / t), and log1p(t) / t -> 1 as t -> 0.
+    """
+    q = np.asarray(q, dtype=float)
+    out = np.empty_like(q)
+    pos = q >= 0
+    t = np.exp(-q[pos])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(t > 0, np.log1p(t) / np.where(t > 0, t, 1.0), 1.0)
+    out[pos] = -q[pos] + np.log(ratio)
+    qn = q[~pos]
+    out[~pos] = np.log(-qn + np.log1p(np.exp(qn)))
+    return out
+
+
+def _log_losses(q: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:
+    """(log l(q_i), log g_i) with g_i = -l'(q_i) > 0, for l(q) = e^{-q} or log(1 + e^{-q}).
+
+    Exp loss: log l = log g = -q. Logistic: log l = log softplus(-q), log g = log sigmoid(-q) = -softplus(q).
+    Working with logarithms keeps both finite at margins where e^{-q} underflows (q > 745).
+    """
+    if loss == "exp":
+        return -q, -q
+    log_g = -(np.maximum(q, 0.0) + np.log1p(np.exp(-np.abs(q))))
+    return _log_softplus_neg(q), log_g
+
+
+def _logsumexp(a: np.ndarray) -> float:
+    amax = float(np.max(a))
+    return amax + float(np.log(np.sum(np.exp(a - amax))))
+
+
+@dataclass(frozen=True)
+class _Eval:
+    """One forward/backward pass on theta = (v, U), U = [W | b] (n x (d + 1)), lifted inputs x~ = (x, 1).
+
+    ``grad_v``, ``grad_U`` are dL/dtheta of the mean loss L, or dL/dtheta / L when evaluated with
+    ``relative=True`` (finite even when L underflows). ``Z`` holds the preactivations z_ij.
+    """
+
+    q: np.ndarray
+    log_loss: float
+    grad_v: np.ndarray
+    grad_U: np.ndarray
+    Z: np.ndarray
+
+
+def _evaluate(v: np.ndarray, U: np.ndarray, Xt: np.ndarray, y: np.ndarray, loss: str, relative: bool) -> _Eval:
+    """Mean loss L = (1/m) sum_i l(y_i N(x_i)) and dL/dtheta (or dL/dtheta / L if ``relative``).
+
+    dL/dN_i = -(1/m) g_i y_i with g_i = -l'(q_i); dN_i/dv_j = relu(z_ij) and
+    dN_i/d(w_j, b_j) = v_j [z_ij > 0] x~_i. We use relu'(0) := 0, the convention of PyTorch and most
+    frameworks (any element of the Clarke interval [0, 1] would do; z_ij = 0 exactly is a null set).
+    Written with few numpy calls because it runs once per GD step.
+    """
+    Z = Xt @ U.T
+    H = np.maximum(Z, 0.0)
+    q = H @ v
+    q *= y
+    m = q.size
+    if loss == "exp":
+        # log l_i = log g_i = -q_i: a softmax of -q, shifted by the smallest margin
+        qmin = q.min()
+        e = np.exp(qmin - q)
+        s = e.sum()
+        lse = -qmin + np.log(s)
+        scale = 1.0 / s if relative else np.exp(-qmin) / m
+        c = e * (-scale) * y
+    else:
+        log_l, log_g = _log_losses(q, loss)
+        lse = _logsumexp(log_l)
+        shift = lse if relative else np.log(m)
+        c = -np.exp(log_g - shift) * y
+    grad_v = c @ H
+    grad_U = v[:, None] * ((Z > 0).T @ (c[:, None] * Xt))
+    return _Eval(q, float(lse - np.log(m)), grad_v, grad_U, Z)
+
+
+def loss_and_gradient(
+    network: ReLUNetwork, dataset: Dataset, loss: Loss = "exp"
+) -> tuple[float, np.ndarray]:
+    """Mean training loss and its exact gradient with respect to theta = (v, W row-major, b).
+
+    L(theta) = (1/m) sum_i l(y_i N_theta(x_i)),  l(q) = e^{-q} ("exp") or log(1 + e^{-q}) ("logistic").
+
+    The derivative of relu at 0 is taken to be 0 (see :func:`_evaluate`). Returns (L, grad) with grad in
+    the layout of :attr:`ReLUNetwork.theta`.
+    """
+    _check_loss(loss)
+    _check_compatible(network, dataset)
+    U = np.column_stack([network.W, network.b])
+    e = _evaluate(network.v, U, _lift(dataset.X), dataset.y.astype(float), loss, False)
+    return float(np.exp(e.log_loss)), np.concatenate([e.grad_v, e.grad_U[:, :-1].ravel(), e.grad_U[:, -1]])
+
+
+def _lift(X: np.ndarray) -> np.ndarray:
+    """x~_i = (x_i, 1), shape (m, d + 1)."""
+    return np.column_stack([X, np.ones(X.shape[0])])
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_loss(loss: str) -> None:
+    if loss not in LOSSES:
+        raise InputError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def _check_compatible(network: ReLUNetwork, dataset: Dataset) -> None:
+    if not isinstance(network, ReLUNetwork):
+        raise InputError(f"expected a ReLUNetwork, got {type(network).__name__}")
+    if not isinstance(dataset, Dataset):
+        raise InputError(f"expected a Dataset, got {type(dataset).__name__}")
+    if network.d != dataset.d:
+        raise InputError(f"the network has input dimension {network.d} but the dataset has d = {dataset.d}")
+
+
+def rescaled(network: ReLUNetwork, dataset: Dataset) -> ReLUNetwork | None:
+    """theta / sqrt(min_i y_i N(x_i)): the feasible point of (P) on the ray of theta (2-homogeneity).
+
+    Returns None when the minimum margin is not positive (theta does not separate the data yet).
+    """
+    qmin = float(np.min(network.margins(dataset.X, dataset.y)))
+    if not qmin > 0:
+        return None
+    return network.scaled(1.0 / np.sqrt(qmin))
+
+
+def _interval(dataset: Dataset, interval: tuple[float, float] | None) -> tuple[float, float]:
+    """The input interval for the clean error: explicit, else the dataset's support, else [0, 1]."""
+    if interval is not None:
+        a, b = float(interval[0]), float(interval[1])
+        if not (np.isfinite(a) and np.isfinite(b) and a < b):
+            raise InputError(f"interval must satisfy a < b (finite), got {interval}")
+        return a, b
+    return dataset.support or (0.0, 1.0)
+
+
+def _clean_error(network: ReLUNetwork, interval: tuple[float, float]) -> float:
+    from .clean_error import clean_error
+
+    return float(clean_error(network, interval))
+
+
+#: Slack of the certifier for GD iterates: points with margin <= 1 + 1e-3 may carry multipliers. An exact
+#: KKT point needs none, but a GD iterate's support vectors reach margin 1 only in the limit.
+GD_ACTIVE_TOL = 1e-3
+
+
+def _gd_cert_tol(cert_tol: Any) -> Any:
+    from .certify import CertTolerances
+
+    return CertTolerances(active=GD_ACTIVE_TOL) if cert_tol is None else cert_tol
+
+
+def _stationarity(network: ReLUNetwork, dataset: Dataset, width: int | None, tol: Any) -> float:
+    """The certifier's relative stationarity residual of a feasible network (NaN if it gives none)."""
+    from .certify import certify
+
+    cert = certify(network, dataset, width=width, tol=tol)
+    r = getattr(cert, "stationarity_residual", None)
+    return float("nan") if r is None else float(r)
+
+
+def _progress(total: int, enabled: bool | None, desc: str):
+    from tqdm.auto import tqdm
+
+    if enabled is None:
+        enabled = total >= 10_000 and sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, mininterval=0.5)
+
+
+# --------------------------------------------------------------------------- trajectory
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """What one GD run did, recorded every ``record_every`` steps (and at the last step).
+
+    Attributes
+    ----------
+    steps : ndarray of int, shape (R,)
+        GD step index of each record (0 = initialisation).
+    loss, log_loss : ndarray, shape (R,)
+        Mean loss L = (1/m) sum_i l(y_i N(x_i)) and its natural logarithm (finite even when L underflows).
+    normalized_margin : ndarray, shape (R,)
+        gamma = min_i y_i N(x_i) / ||theta||^2 (negative before the data are separated).
+    smoothed_margin : ndarray, shape (R,)
+        log(1 / (m L)) / ||theta||^2, the smoothed margin of Lyu & Li (their loss is the sum m L);
+        it lower-bounds gamma.
+    objective : ndarray, shape (R,)
+        1/2 ||theta~||^2 = 1 / (2 gamma) of the rescaled iterate theta~ = theta / sqrt(min margin);
+        NaN while gamma <= 0.
+    stationarity_residual : ndarray, shape (R,)
+        ``certify.certify(theta~, dataset, width).stationarity_residual``; NaN while gamma <= 0, in
+        d > 1, or when ``residuals=False``.
+    clean_error : ndarray, shape (R,)
+        ``clean_error.clean_error(theta, interval)`` (d = 1; NaN otherwise or with ``clean=False``).
+    patterns : ndarray of bool, shape (R, m, n)
+        Activation pattern [z_ij > 0] (dataset order) of each record.
+    thetas : ndarray, shape (R, n (d + 2))
+        The iterate at each record (layout of :attr:`ReLUNetwork.theta`).
+    network : ReLUNetwork
+        The final iterate (also the last record).
+    stopped : str
+        "steps" (ran all steps), "callback" (the callback returned True) or "overflow" (||theta||
+        exceeded ``max_norm``).
+    seconds : float
+        Wall time of the GD updates alone; ``record_seconds`` is the time spent recording (certifier,
+        clean error), excluded from ``seconds``; ``elapsed`` (R,) is ``seconds`` accumulated at each record.
+    config : dict
+        loss, lr, normalized, init_scale, seed, width, record_every, steps requested.
+    """
+
+    steps: np.ndarray
+    loss: np.ndarray
+    log_loss: np.ndarray
+    normalized_margin: np.ndarray
+    smoothed_margin: np.ndarray
+    objective: np.ndarray
+    stationarity_residual: np.ndarray
+    clean_error: np.ndarray
+    patterns: np.ndarray
+    thetas: np.ndarray
+    elapsed: np.ndarray
+    network: ReLUNetwork
+    stopped: str
+    seconds: float
+    record_seconds: float
+    dataset: Dataset = field(repr=False)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def width(self) -> int:
+        return self.network.n
+
+    def network_at(self, r: int) -> ReLUNetwork:
+        """The iterate of record ``r`` (negative indices count from the end)."""
+        return ReLUNetwork.from_theta(self.thetas[r], self.network.n, self.network.d)
+
+    def first_below(self, threshold: float) -> int | None:
+        """Index of the first record whose stationarity residual is <= threshold, or None."""
+        hits = np.flatnonzero(self.stationarity_residual <= threshold)
+        return int(hits[0]) if hits.size else None
+
+    def to_dict(self, full: bool = False) -> dict[str, Any]:
+        """Plain JSON values: the recorded series, the final network and the configuration.
+
+        ``full=True`` adds ``thetas`` and ``patterns`` (large).
+        """
+        from .cli import to_jsonable
+
+        out = {
+            "config": self.config,
+            "stopped": self.stopped,
+            "seconds": self.seconds,
+            "record_seconds": self.record_seconds,
+            "steps": self.steps,
+            "elapsed": self.elapsed,
+            "loss": self.loss,
+            "log_loss": self.log_loss,
+            "normalized_margin": self.normalized_margin,
+            "smoothed_margin": self.smoothed_margin,
+            "objective": self.objective,
+            "stationarity_residual": self.stationarity_residual,
+            "clean_error": self.clean_error,
+            "network": self.network.to_dict(),
+        }
+        if full:
+            out["thetas"] = self.thetas
+            out["patterns"] = self.patterns
+        return to_jsonable(out)
+
+
+INITS = ("auto", "gaussian", "kinks")
+
+
+def _init_network(
+    n: int, X: np.ndarray, init_scale: float, seed: int | None, init: str
+) -> tuple[np.ndarray, ...]:
+    """Initial (v, W, b).
+
+    "gaussian": v, W, b i.i.d. N(0, init_scale^2). "kinks" (1-D): v, w i.i.d. N(0, init_scale^2) and
+    b = -w t with the kink t ~ Uniform[min x, max x], so every neuron starts with a kink among the data
+    (with Gaussian biases most kinks of a 1-D net fall outside the data and GD needs far longer to fit
+    isolated labels). "auto": "kinks" in 1-D, "gaussian" otherwise.
+    """
+    rng = np.random.default_rng(seed)
+    d = X.shape[1]
+    v = init_scale * rng.standard_normal(n)
+    W = init_scale * rng.standard_normal((n, d))
+    if init == "auto":
+        init = "kinks" if d == 1 else "gaussian"
+    if init == "kinks":
+        t = rng.uniform(float(X.min()), float(X.max()), size=n)
+        b = -W[:, 0] * t
+    else:
+        b = init_scale * rng.standard_normal(n)
+    return v, W, b
+
+
+def _validate_train(dataset, width, loss, init_scale, lr, steps, record_every, max_norm, init) -> None:
+    if not isinstance(dataset, Dataset):
+        raise InputError(f"dataset must be a kktsolver Dataset, got {type(dataset).__name__}")
+    if init not in INITS:
+        raise InputError(f"init must be one of {INITS}, got {init!r}")
+    if init == "kinks" and dataset.d != 1:
+        raise InputError(f"init='kinks' needs 1-D inputs, the dataset has d = {dataset.d}")
+    _check_loss(loss)
+    if int(width) != width or width < 1:
+        raise InputError(f"width must be a positive integer, got {width!r}")
+    if int(steps) != steps or steps < 0:
+        raise InputError(f"steps must be a non-negative integer, got {steps!r}")
+    if int(record_every) != record_every or record_every < 1:
+        raise InputError(f"record_every must be a positive integer, got {record_every!r}")
+    for name, val in (("init_scale", init_scale), ("lr", lr), ("max_norm", max_norm)):
+        if not (np.isfinite(val) and val > 0):
+            raise InputError(f"{name} must be a positive finite number, got {val!r}")
+
+
+def train(
+    dataset: Dataset,
+    width: int,
+    loss: Loss = "exp",
+    init_scale: float = 0.5,
+    lr: float = 0.1,
+    steps: int = 10_000,
+    seed: int | None = 0,
+    normalized: bool = False,
+    record_every: int | None = None,
+    callback: Callable[[int, ReLUNetwork], bool | None] | None = None,
+    *,
+    init: str = "auto",
+    adaptive: bool = False,
+    residuals: bool = True,
+    clean: bool = True,
+    interval: tuple[float, float] | None = None,
+    cert_tol: Any = None,
+    max_norm: float = 1e100,
+    progress: bool | None = None,
+) -> Trajectory:
+    """Full-batch gradient descent on the mean exponential or logistic loss, in float64.
+
+        theta_{t+1} = theta_t - eta_t grad L(theta_t),   L(theta) = (1/m) sum_i l(y_i N_theta(x_i)),
+
+    with eta_t = lr (plain GD) or, with ``normalized=True``, the loss-based step size of the implicit-bias
+    literature (Lyu & Li 2020, section 5 and appendix; Nacson et al. 2019)
+
+        eta_t = lr / ( L(theta_t) * max(1, log(1 / L(theta_t))) ),
+
+    which keeps the change of each margin per step bounded while ||theta||^2 grows about linearly
+    (plain GD: logarithmically), so the direction converges much faster. The gradient divided by L is
+    computed directly from log-domain weights (a softmax of -q for the exp loss), so nothing overflows or
+    underflows to 0/0 at large margins. relu'(0) := 0.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Any dimension d; certifier residuals and the clean error are recorded in d = 1 only.
+    width : int
+        Number of neurons n.
+    loss : {"exp", "logistic"}
+    init_scale : float
+        Scale of the initialisation (see ``init``).
+    init : {"auto", "gaussian", "kinks"}
+        "gaussian": v, W, b i.i.d. N(0, init_scale^2); "kinks" (1-D): v, w i.i.d. N(0, init_scale^2) and
+        kinks -b/w uniform over the data range; "auto": "kinks" in 1-D, else "gaussian".
+    lr : float
+        Step size (or its numerator, when normalized).
+    steps : int
+        Maximum number of GD steps.
+    seed : int or None
+        Seed of the initialisation (``np.random.default_rng``).
+    normalized : bool
+        Use the loss-based step size above.
+    adaptive : bool
+        Loss-based step-size scheduling as in Lyu & Li's experiments: the rate (``lr`` at first) is
+        multiplied by 1.1 after every step that lowers the loss and halved, but not below ``lr``, after one
+        that does not (that step is rejected; it still counts in ``steps``). At the floor ``lr`` a step is
+        always taken, since next to a kink of the loss (a ReLU kink on a data point, which GD approaches
+        all the time) no small step need decrease it. The final rate is ``config["final_rate"]``.
+    record_every : int, optional
+        Record every this many steps (default: ``max(1, steps // 200)``); the last step is always recorded.
+    callback : callable, optional
+        ``callback(step, network)`` is called at every record; returning True stops the run there.
+    residuals, clean : bool
+        Whether to record the certifier's stationarity residual of the rescaled iterate and the clean error
+        (each costs a certificate / an exact clean-error computation per record).
+    interval : (a, b), optional
+        Input interval of the clean error; default the dataset's support, else [0, 1].
+    cert_tol : CertTolerances, optional
+        Tolerances of the certificate of each rescaled iterate; default ``CertTolerances(active=1e-3)``
+        (:data:`GD_ACTIVE_TOL`): a GD iterate never has margins exactly 1, so points whose rescaled
+        margin is within 1e-3 of 1 may carry multipliers (an (eps, delta)-KKT reading, Lyu & Li 2020).
+    max_norm : float
+        Stop (``stopped="overflow"``) if ||theta|| exceeds this, before float64 overflows.
+    progress : bool, optional
+        tqdm bar on stderr; default: on for runs of >= 10^4 steps when stderr is a terminal.
+
+    Returns
+    -------
+    Trajectory
+    """
+    if record_every is None:
+        record_every = max(1, int(steps) // 200)
+    _validate_train(dataset, width, loss, init_scale, lr, steps, record_every, max_norm, init)
+    width, steps, record_every = int(width), int(steps), int(record_every)
+    Xt, y = _lift(dataset.X), dataset.y.astype(float)
+    one_d = dataset.d == 1
+    box = _interval(dataset, interval) if one_d else None
+    tol = _gd_cert_tol(cert_tol) if residuals and one_d else None
+    v, W, b = _init_network(width, dataset.X, float(init_scale), seed, init)
+    U = np.column_stack([W, b])  # theta = (v, U), U = [W | b]: one matrix product per step
+
+    rec: dict[str, list] = {k: [] for k in _RECORD_KEYS}
+    clock = {"gd": 0.0, "record": 0.0}
+
+    def record(step: int, ev: _Eval) -> bool:
+        t0 = time.perf_counter()
+        net = ReLUNetwork(v, U[:, :-1], U[:, -1])
+        sq = float(v @ v + np.sum(U * U))
+        qmin = float(ev.q.min())
+        res = float("nan")
+        if residuals and one_d and qmin > 0:
+            res = _stationarity(net.scaled(1.0 / np.sqrt(qmin)), dataset, width, tol)
+        row = {
+            "steps": step,
+            "log_loss": ev.log_loss,
+            "loss": float(np.exp(ev.log_loss)),
+            "gamma": qmin / sq if sq > 0 else float("nan"),
+            "smooth": -(ev.log_loss + np.log(dataset.m)) / sq if sq > 0 else float("nan"),
+            "objective": 0.5 * sq / qmin if qmin > 0 else float("nan"),
+            "res": res,
+            "clean": _clean_error(net, box) if clean and one_d else float("nan"),
+            "patterns": ev.Z > 0,
+            "thetas": net.theta,
+            "elapsed": clock["gd"],
+        }
+        for k, val in row.items():
+            rec[k].append(val)
+        stop = bool(callback(step, net)) if callback is not None else False
+        clock["record"] += time.perf_counter() - t0
+        return stop
+
+    ev = _evaluate(v, U, Xt, y, loss, normalized)
+    stopped = "callback" if record(0, ev) else "steps"
+    step, last_recorded, rate = 0, 0, float(lr)
+    desc = f"GD ({loss}{', normalized' if normalized else ''})"
+    with _progress(steps, progress, desc) as bar, np.errstate(over="ignore", invalid="ignore"):
+        while step < steps and stopped == "steps":
+            t0 = time.perf_counter()
+            # normalized: ev holds dL/dtheta / L already, and log(1/L) = -log_loss
+            eta = rate / max(1.0, -ev.log_loss) if normalized else rate
+            v_new = v - eta * ev.grad_v
+            U_new = U - eta * ev.grad_U
+            step += 1
+            ev_new = _evaluate(v_new, U_new, Xt, y, loss, normalized)
+            worse = not ev_new.log_loss <= ev.log_loss
+            if adaptive and worse and rate > lr:
+                rate = max(lr, 0.5 * rate)  # rejected: theta stays, the attempt still counts as a step
+            else:
+                # at the floor rate lr the step is taken anyway: next to a kink of the loss (a ReLU kink
+                # on a data point, which GD approaches all the time) no small step need decrease it
+                v, U, ev = v_new, U_new, ev_new
+                if adaptive and not worse:
+                    rate *= ADAPTIVE_GROWTH
+            clock["gd"] += time.perf_counter() - t0
+            if not ev.log_loss < 700.0:  # the mean loss exceeds e^700 (or is NaN): GD has diverged
+                raise SolverError(
+                    f"GD diverged at step {step} (mean loss {np.exp(min(ev.log_loss, 709.0)):.3g}); "
+                    f"lower the step size lr = {lr:g}"
+                )
+            if step % 64 == 0 or step == steps:
+                nrm = float(np.sqrt(v @ v + np.sum(U * U)))
+                if not nrm <= max_norm:  # also catches NaN
+                    stopped = "overflow"
+                    break
+            if step % record_every == 0 or step == steps:
+                if record(step, ev):
+                    stopped = "callback"
+                last_recorded = step
+                bar.update(step - bar.n)
+    if stopped == "overflow":
+        if not (np.all(np.isfinite(v)) and np.all(np.isfinite(U))):
+            raise SolverError(f"GD diverged before step {step} (non-finite parameters); lower the step size lr")
+        if last_recorded != step:
+            record(step, ev)
+    config = {
+        "loss": loss, "lr": float(lr), "normalized": bool(normalized), "init_scale": float(init_scale),
+        "init": init, "adaptive": bool(adaptive), "final_rate": rate,
+        "seed": seed, "width": width, "record_every": record_every, "steps": steps,
+    }
+    return _make_trajectory(rec, dataset, stopped, clock["gd"], clock["record"], config)
+
+
+#: factor by which ``adaptive=True`` grows the rate after an accepted step
+ADAPTIVE_GROWTH = 1.1
+
+_RECORD_KEYS = (
+    "steps", "loss", "log_loss", "gamma", "smooth", "objective", "res", "clean", "patterns", "thetas", "elapsed",
+)
+
+
+def _make_trajectory(rec, dataset, stopped, gd_seconds, record_seconds, config) -> Trajectory:
+    def arr(key, dtype=float):
+        a = np.asarray(rec[key], dtype=dtype)
+        a.setflags(write=False)
+        return a
+
+    thetas = arr("thetas")
+    n, d = config["width"], dataset.d
+    return Trajectory(
+        steps=arr("steps", int),
+        loss=arr("loss"),
+        log_loss=arr("log_loss"),
+        normalized_margin=arr("gamma"),
+        smoothed_margin=arr("smooth"),
+        objective=arr("objective"),
+        stationarity_residual=arr("res"),
+        clean_error=arr("clean"),
+        patterns=arr("patterns", bool),
+        thetas=thetas,
+        elapsed=arr("elapsed"),
+        network=ReLUNetwork.from_theta(thetas[-1], n, d),
+        stopped=stopped,
+        seconds=gd_seconds,
+        record_seconds=record_seconds,
+        dataset=dataset,
+        config=config,
+    )
+
+
+# --------------------------------------------------------------------------- limit point
+
+
+@dataclass(frozen=True, eq=False)
+class _Alignment:
+    """An exact KKT point written in GD's width-n coordinates, up to how merged neurons are split.
+
+    ``group[j]`` is the group of GD neuron j (-1: its block carries no mass at the KKT point, or it has
+    no block); group g is a set of blocks whose optimal u_k are positive multiples of one another with
+    the same sign (they compute one neuron) and ``phi[g]`` its balanced single-neuron vector
+    (v, w, b) = (s sqrt(R), sqrt(R) e) with R = sum ||u_k||, e the common unit direction.
+    """
+
+    group: np.ndarray
+    phi: np.ndarray
+
+
+def _align(neuron_blocks: list, blocks: list, U: np.ndarray, rel_atol: float, dir_tol: float) -> _Alignment:
+    r = np.linalg.norm(U, axis=1)
+    live = r > rel_atol * max(float(r.max()), np.finfo(float).tiny)
+    e = np.zeros_like(U)
+    e[live] = U[live] / r[live, None]
+    gid = np.full(len(blocks), -1)
+    reps: list[int] = []
+    for k in np.flatnonzero(live):
+        for g, k0 in enumerate(reps):
+            if blocks[k0].sign == blocks[k].sign and np.linalg.norm(e[k0] - e[k]) <= dir_tol:
+                gid[k] = g
+                break
+        else:
+            gid[k] = len(reps)
+            reps.append(int(k))
+    phi = np.zeros((len(reps), 3))
+    for g, k0 in enumerate(reps):
+        R = float(r[gid == g].sum())
+        phi[g] = np.concatenate([[blocks[k0].sign * np.sqrt(R)], np.sqrt(R) * e[k0]])
+    index = {blk: k for k, blk in enumerate(blocks)}
+    group = np.array([-1 if blk is None else gid[index[blk]] for blk in neuron_blocks])
+    return _Alignment(group, phi)
+
+
+def aligned_angle(network: ReLUNetwork, alignment: _Alignment) -> float:
+    """Angle (radians) between theta and the nearest width-n representation of the KKT point.
+
+    Neurons of one group must share its balanced vector phi_g as theta*_j = sqrt(c_j) phi_g with
+    c_j >= 0, sum_j c_j = 1 (this keeps the function and ||theta*||^2 = sum_g ||phi_g||^2 fixed). With
+    a_j = <theta_j, phi_g>, Cauchy-Schwarz gives the best split c_j proportional to max(a_j, 0)^2 and
+    <theta, theta*> = sum_g sqrt(sum_{j in g} max(a_j, 0)^2); the angle is arccos of that over
+    ||theta|| ||theta*||. Neurons outside every group are compared with 0.
+    """
+    T = np.column_stack([network.v, network.W, network.b])  # rows theta_j = (v_j, w_j, b_j)
+    inner = 0.0
+    for g in range(alignment.phi.shape[0]):
+        members = alignment.group == g
+        a = T[members] @ alignment.phi[g]
+        inner += float(np.sqrt(np.sum(np.maximum(a, 0.0) ** 2)))
+    denom = float(np.linalg.norm(T)) * float(np.linalg.norm(alignment.phi))
+    if denom == 0:
+        return float("nan")
+    return float(np.arccos(np.clip(inner / denom, -1.0, 1.0)))
+
+
+@dataclass(frozen=True, eq=False)
+class LimitPoint:
+    """The exact KKT point of the activation cell of a GD iterate, and how far GD is from it.
+
+    Attributes
+    ----------
+    neuron_blocks : tuple
+        The block (``patterns.Block``) of each GD neuron on the data, None for a neuron that is zero there.
+    subproblem : SubproblemResult
+        (C_B) for the distinct blocks B of the iterate, solved exactly (Clarabel, tight tolerances).
+    network : ReLUNetwork
+        The balanced KKT point mapped from ``subproblem`` (one neuron per nonzero block).
+    certificate : Certificate
+        ``certify.certify(network, dataset, width=GD width)``.
+    verdict : str
+        ``certificate.verdict`` (global_min / local_min / kkt / ...).
+    objective : float
+        1/2 ||theta*||^2 = sum_k ||u_k|| of the exact point (after polishing).
+    polished : bool
+        Whether the Newton polish was applied (else theta* is the interior-point solution).
+    gd_objective : float
+        1/2 ||theta~||^2 of the rescaled GD iterate theta~ = theta / sqrt(min margin) (>= ``objective``).
+    angle : float
+        Angle in radians between theta / ||theta|| and the exact point, aligned to GD's neurons: the
+        neuron -> block map removes the permutation symmetry, and blocks whose optimal u_k are parallel
+        are merged and their mass split optimally over the GD neurons in them (:func:`aligned_angle`).
+    angle_history : ndarray or None
+        The same angle at every record of the trajectory (None when given a network).
+    clean_error_gd, clean_error : float
+        Clean error of the GD iterate and of the exact point (``clean_error.clean_error``).
+    interval : (float, float)
+        Interval of the clean error.
+    seconds : float
+        Wall time of the exact route: building and solving (C_B) plus certifying (``solve_seconds``,
+        ``certify_seconds``).
+    """
+
+    neuron_blocks: tuple
+    subproblem: Any
+    network: ReLUNetwork
+    certificate: Any
+    verdict: str
+    objective: float
+    polished: bool
+    gd_objective: float
+    angle: float
+    angle_history: np.ndarray | None
+    clean_error_gd: float
+    clean_error: float
+    interval: tuple[float, float]
+    seconds: float
+    solve_seconds: float
+    certify_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (the certificate and subproblem in summary form)."""
+        from .cli import to_jsonable
+
+        cert = self.certificate
+        return to_jsonable({
+            "verdict": self.verdict,
+            "objective": self.objective,
+            "polished": self.polished,
+            "gd_objective": self.gd_objective,
+            "angle": self.angle,
+            "angle_history": self.angle_history,
+            "clean_error": self.clean_error,
+            "clean_error_gd": self.clean_error_gd,
+            "interval": self.interval,
+            "stationarity_residual": cert.stationarity_residual,
+            "relative_gap": cert.relative_gap,
+            "certificate_tolerances": cert.tolerances.to_dict(),
+            "subproblem_status": self.subproblem.status,
+            "blocks": [
+                None if b is None else {"direction": b.direction, "gap": b.gap, "sign": b.sign, "pinned": b.pinned}
+                for b in self.neuron_blocks
+            ],
+            "network": self.network.to_dict(),
+            "seconds": self.seconds,
+            "solve_seconds": self.solve_seconds,
+            "certify_seconds": self.certify_seconds,
+        })
+
+
+def _ray(row: np.ndarray, other: np.ndarray | None) -> np.ndarray:
+    """Unit vector on the line {row . u = 0}, oriented so that other . u >= 0 (if given)."""
+    r = np.array([row[1], -row[0]])
+    if other is not None and other @ r < 0:
+        r = -r
+    return r / np.linalg.norm(r)
+
+
+def _polish(
+    sample: Any, blocks: list, U: np.ndarray, lam: np.ndarray, tol: float = 1e-7, iters: int = 20, drop: float = 1e-6
+):
+    """Newton polish of an interior-point solution of (C_B) on its active system (MATH.md section 5).
+
+    Blocks with ||u_k|| <= drop * max ||u|| are dropped (interior-point remnants); margins with
+    lambda_i > tol max lambda are active; a block whose unit u_k is within tol of a cone edge is kept on
+    that ray, u_k = a_k r_k. The optimality system of (C_B) restricted to this active set,
+
+        y_i sum_k s_k [i in A_k] <u_k, x~_i> = 1                   (i active)
+        u_k / ||u_k|| = s_k sum_{i in A_k, active} lambda_i y_i x~_i   (interior block k)
+        <r_k, s_k sum_{i in A_k, active} lambda_i y_i x~_i> = 1        (block k on ray r_k)
+
+    is solved by Gauss-Newton (least squares steps, so degenerate multipliers do not break it). Returns
+    (blocks, U, lam) or None when the polished point leaves the cones, the sign constraints or the
+    feasible set (the caller then keeps the solver's point).
+    """
+    from .patterns import cone_constraints
+
+    m, xt, y = sample.m, sample.xt, sample.y
+    r = np.linalg.norm(U, axis=1)
+    if not r.size or r.max() <= 0:
+        return None
+    keep = r > drop * r.max()
+    blocks = [b for b, k in zip(blocks, keep, strict=True) if k]
+    U = U[keep]
+    S = np.flatnonzero(lam > tol * lam.max())
+    rays: list[np.ndarray | None] = []
+    for blk, u in zip(blocks, U, strict=True):
+        G, E = cone_constraints(blk, sample)
+        uu = u / np.linalg.norm(u)
+        if E.shape[0]:
+            rays.append(_ray(E[0], G[0]))
+            continue
+        slack = (G @ uu) / np.linalg.norm(G, axis=1)
+        tight = np.flatnonzero(slack <= tol)
+        if tight.size == 0:
+            rays.append(None)
+        elif tight.size == 1:
+            t = int(tight[0])
+            rays.append(_ray(G[t], G[1 - t]))
+        else:
+            rays.append(uu)
+    # variable layout: per block 2 (interior) or 1 (ray) entries, then lambda_S
+    offs, pos = [], 0
+    for ray in rays:
+        offs.append(pos)
+        pos += 2 if ray is None else 1
+    nb = pos
+    A = np.zeros((m, len(blocks)), dtype=bool)
+    for k, blk in enumerate(blocks):
+        A[blk.active(m), k] = True
+    sgn = np.array([blk.sign for blk in blocks], dtype=float)
+    z = np.empty(nb + S.size)
+    for k, (u, ray) in enumerate(zip(U, rays, strict=True)):
+        if ray is None:
+            z[offs[k] : offs[k] + 2] = u
+        else:
+            z[offs[k]] = float(u @ ray)
+    z[nb:] = lam[S]
+
+    def unpack(z):
+        Un = np.empty((len(blocks), 2))
+        for k, ray in enumerate(rays):
+            Un[k] = z[offs[k] : offs[k] + 2] if ray is None else z[offs[k]] * ray
+        return Un
+
+    def system(z):
+        Un, lS = unpack(z), z[nb:]
+        rows, jac = [], []
+        for i in S:  # margins
+            row = np.zeros(z.size)
+            for k in np.flatnonzero(A[i]):
+                g = y[i] * sgn[k] * xt[i]
+                if rays[k] is None:
+                    row[offs[k] : offs[k] + 2] = g
+                else:
+                    row[offs[k]] = g @ rays[k]
+            rows.append(row @ np.concatenate([z[:nb], np.zeros(S.size)]) - 1.0)
+            jac.append(row)
+        for k, ray in enumerate(rays):  # stationarity of each block
+            act = A[S, k]
+            gk = sgn[k] * (lS[act] * y[S][act]) @ xt[S][act]
+            dg = np.zeros((2, z.size))
+            dg[:, nb + np.flatnonzero(act)] = (sgn[k] * y[S][act] * xt[S][act].T)
+            if ray is None:
+                u = Un[k]
+                nu = np.linalg.norm(u)
+                rows.extend(u / nu - gk)
+                J = -dg
+                J[:, offs[k] : offs[k] + 2] += (np.eye(2) - np.outer(u, u) / nu**2) / nu
+                jac.extend(J)
+            else:
+                rows.append(1.0 - ray @ gk)
+                jac.append(-(ray @ dg))
+        return np.array(rows), np.array(jac)
+
+    F, J = system(z)
+    best = (float(np.linalg.norm(F)), z.copy())
+    for _ in range(iters):
+        dz = np.linalg.lstsq(J, -F, rcond=None)[0]
+        z = z + dz
+        F, J = system(z)
+        nF = float(np.linalg.norm(F))
+        if not np.isfinite(nF):
+            break
+        if nF < best[0]:
+            best = (nF, z.copy())
+        if nF <= 1e-15 * max(1.0, float(np.linalg.norm(z))):
+            break
+    z = best[1]
+    Un, lS = unpack(z), z[nb:]
+    lam_new = np.zeros(m)
+    lam_new[S] = lS
+    # accept only a point that is still feasible for (C_B) with valid multipliers
+    ok = bool(np.all(lS >= 0))
+    for k, (blk, ray) in enumerate(zip(blocks, rays, strict=True)):
+        G, _ = cone_constraints(blk, sample)
+        u = Un[k]
+        ok &= bool(np.all(G @ u >= -1e-12 * np.linalg.norm(G, axis=1) * np.linalg.norm(u)))
+        ok &= ray is None or z[offs[k]] >= 0
+    margins = y * np.einsum("ik,ik->i", A * sgn, xt @ Un.T)
+    ok &= bool(margins.min() >= 1 - 1e-12)
+    return (blocks, Un, lam_new) if ok else None
+
+
+#: Clarabel settings for the exact solve of the limit cell: far tighter than the defaults (1e-8) so the
+#: certificate's relative stationarity residual reaches ~1e-10.
+EXACT_SOLVER_OPTIONS = {
+    "tol_gap_abs": 1e-12,
+    "tol_gap_rel": 1e-12,
+    "tol_feas": 1e-12,
+    "tol_ktratio": 1e-10,
+    "max_iter": 500,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class ExactCell:
+    """(C_B) solved by Clarabel and Newton-polished: ``U`` (rows of ``subproblem.blocks``), the balanced
+    ``network`` (zero blocks pruned), whether the polish was kept, and the wall time of build + solve + polish."""
+
+    subproblem: Any
+    U: np.ndarray
+    network: ReLUNetwork
+    polished: bool
+    seconds: float
+
+
+def solve_cell(
+    sample: Any, blocks: list, solver_options: dict[str, Any] | None = None, polish: bool = True
+) -> ExactCell:
+    """Solve (C_B) for the given 1-D blocks exactly: Clarabel at tight tolerances, then :func:`_polish`.
+
+    Raises
+    ------
+    SolverError
+        The solver returned no usable point (an infeasible block set included).
+    """
+    from .patterns import network_from_blocks
+    from .subproblem import ConvexSubproblem
+
+    t0 = time.perf_counter()
+    sub = ConvexSubproblem(sample, blocks).solve(**(solver_options or EXACT_SOLVER_OPTIONS))
+    if not sub.has_solution:
+        raise SolverError(
+            f"the convex subproblem of {len(blocks)} blocks returned status {sub.status!r} ({sub.solver_status})"
+        )
+    U = np.asarray(sub.U, dtype=float)
+    polished = _polish(sample, list(blocks), U, np.asarray(sub.multipliers, dtype=float)) if polish else None
+    if polished is not None:
+        index = {blk: k for k, blk in enumerate(blocks)}
+        U = np.zeros_like(U)
+        for blk, u in zip(polished[0], polished[1], strict=True):
+            U[index[blk]] = u
+    network = network_from_blocks(list(blocks), U).pruned()
+    U.setflags(write=False)
+    return ExactCell(sub, U, network, polished is not None, time.perf_counter() - t0)
+
+
+def limit_point(
+    source: Trajectory | ReLUNetwork,
+    dataset: Dataset | None = None,
+    *,
+    width: int | None = None,
+    kink_tol: float = 0.0,
+    interval: tuple[float, float] | None = None,
+    cert_tol: Any = None,
+    solver_options: dict[str, Any] | None = None,
+    merge_tol: float = 1e-6,
+    polish: bool = True,
+) -> LimitPoint:
+    """Solve the convex subproblem of the final GD iterate's activation cell exactly and compare.
+
+    The blocks B are those of the iterate's neurons (``patterns.block_of_neuron``; duplicates collapsed).
+    (C_B) is solved with Clarabel at tight tolerances; the optimum maps to a balanced network theta*
+    which is a KKT point of (P) (MATH.md F2; kinks may land on data points, which ``certify`` handles).
+
+    Parameters
+    ----------
+    source : Trajectory or ReLUNetwork
+        A GD run (its final iterate, dataset and width are used) or a network (then ``dataset`` is needed).
+    dataset : Dataset, optional
+        Needed with a network; 1-D only.
+    width : int, optional
+        Width for the certificate's local/global decision (default: the GD network's width).
+    kink_tol : float
+        Passed to ``block_of_neuron``; 0 means a kink counts as on a data point only if exactly on it.
+    interval : (a, b), optional
+        Interval of the clean error (default: the dataset's support, else [0, 1]).
+    cert_tol : CertTolerances, optional
+        Tolerances of the certificate of theta* (default ``CertTolerances()``).
+    solver_options : dict, optional
+        Clarabel settings (default :data:`EXACT_SOLVER_OPTIONS`).
+    merge_tol : float
+        Blocks whose optimal unit directions u_k / ||u_k|| differ by at most this (same sign) count as one
+        neuron when aligning (they compute one function, e.g. two cells sharing a kink on a data point).
+    polish : bool
+        Newton-polish the interior-point solution on its active system (:func:`_polish`); kept only if
+        the polished point stays feasible with nonnegative multipliers.
+
+    Raises
+    ------
+    InputError
+        d != 1, a network that does not separate the data, or a dataset that does not match.
+    SolverError
+        The conic solver failed on (C_B).
+    """
+    from .certify import CertTolerances, certify
+    from .patterns import SortedSample, block_of_neuron
+
+    history_from: Trajectory | None = None
+    if isinstance(source, Trajectory):
+        history_from = source
+        if dataset is not None and dataset is not source.dataset:
+            raise InputError("limit_point: pass either a trajectory or a (network, dataset) pair, not both")
+        net, dataset = source.network, source.dataset
+    elif isinstance(source, ReLUNetwork):
+        if dataset is None:
+            raise InputError("limit_point(network, dataset): the dataset is missing")
+        net = source
+    else:
+        raise InputError(f"limit_point needs a Trajectory or a ReLUNetwork, got {type(source).__name__}")
+    _check_compatible(net, dataset)
+    dataset.require_1d()
+    width = net.n if width is None else int(width)
+    tol = CertTolerances() if cert_tol is None else cert_tol
+    scaled = rescaled(net, dataset)
+    if scaled is None:
+        qmin = float(np.min(net.margins(dataset.X, dataset.y)))
+        raise InputError(
+            f"the network does not separate the data (min_i y_i N(x_i) = {qmin:.3g} <= 0): it has no "
+            "activation cell with a feasible (C_B); train longer"
+        )
+    box = _interval(dataset, interval)
+    sample = SortedSample.from_dataset(dataset)
+    neuron_blocks = tuple(
+        block_of_neuron(float(w), float(b), float(v), sample, kink_tol)
+        for v, w, b in zip(net.v, net.W[:, 0], net.b, strict=True)
+    )
+    blocks = sorted({blk for blk in neuron_blocks if blk is not None})
+
+    cell = solve_cell(sample, blocks, solver_options, polish)
+    sub, U, exact = cell.subproblem, cell.U, cell.network
+    t1 = time.perf_counter()
+    cert = certify(exact, dataset, width=max(width, exact.n), tol=tol)
+    certify_seconds = time.perf_counter() - t1
+    solve_seconds = cell.seconds
+    polished = cell.polished
+
+    alignment = _align(list(neuron_blocks), blocks, U, 1e-9, merge_tol)
+    angle = aligned_angle(net, alignment)
+    history = None
+    if history_from is not None:
+        history = np.array([aligned_angle(history_from.network_at(r), alignment) for r in range(len(history_from.steps))])
+        history.setflags(write=False)
+    return LimitPoint(
+        neuron_blocks=neuron_blocks,
+        subproblem=sub,
+        network=exact,
+        certificate=cert,
+        verdict=str(cert.verdict),
+        objective=float(np.sum(np.linalg.norm(U, axis=1))),
+        polished=polished,
+        gd_objective=float(scaled.objective()),
+        angle=angle,
+        angle_history=history,
+        clean_error_gd=_clean_error(net, box),
+        clean_error=_clean_error(exact, box),
+        interval=box,
+        seconds=solve_seconds + certify_seconds,
+        solve_seconds=solve_seconds,
+        certify_seconds=certify_seconds,
+    )

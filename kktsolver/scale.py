@@ -1,0 +1,936 @@
+"""Certified global max-margin in 1-D at large m (10^4 - 10^5 points) by column-and-constraint generation.
+
+A small, well-scaled restricted master (kinks only in a few gaps, margins only at a few points) is solved
+by Clarabel; every block of the sample is priced with the exact dual norms rho_k (MATH.md section 3) and
+every margin is checked, until the dual certificate closes the gap.
+
+The method (measured and argued in docs/scale.md):
+
+* Master ("chain" form). f = N_theta is written by its values F_j = f(x_{r_j}) at the selected points
+  r_0 < ... < r_{n-1} and, for each kink neuron in a selected gap (x_L, x_R), its values
+  alpha = <u, x~_L> <= 0 <= beta = <u, x~_R>. These are O(1) numbers even when the slopes are 10^9
+  (MATH.md section 5), and slope continuity between consecutive intervals is the O(1) linear row
+
+      D_j (F_{j+2} - F_{j+1} - sum_{I_{j+1}} s beta) = D_{j+1} (F_{j+1} - F_j - sum_{I_j} s alpha),
+
+  D_j = x_{r_{j+1}} - x_{r_j}. The cost of a kink is ||u|| = ||(beta - alpha, alpha x_R - beta x_L)|| / D.
+  A left-facing neuron equals the right-facing one in the same gap plus a global linear function
+  (MATH.md section 4), so the master keeps only right-facing kinks and leaves the leftmost linear piece
+  L_0 of f free (a relaxation: its dual adds sum_i lambda_i y_i x~_i = 0). Afterwards a 2-row LP splits
+  kinks into right/left neurons so that the linear remainder is ~0 ("flips"); if that LP is infeasible
+  (few kinks, e.g. all labels equal) the exact master (:class:`subproblem.ConvexSubproblem` on the
+  selected points, with right, left and all-active blocks) is used instead.
+* Pricing. lambda (zero off the selected points) gives rho_k for all 4m - 2 blocks in O(m) by suffix
+  sums, in extended precision (the sums cancel from ~10^9 to O(1)). Gaps with rho > 1 + tol get kinks,
+  points with margin < 1 - tol are added.
+* Certificate. sum lambda / max(1, max_k rho_k) <= min (P) <= sum_k ||u_k|| (MATH.md section 3).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from .data import Dataset
+from .errors import InputError, SolverError
+from .patterns import Block, SortedSample, network_from_blocks
+
+__all__ = [
+    "ScaleTolerances",
+    "ScaleDiagnostics",
+    "solve_global_large",
+    "rho_all_gaps",
+    "margins_extended",
+    "chain_master",
+    "polish_dual",
+    "PolishTolerances",
+]
+
+_DEBUG = False
+_LD = np.longdouble  # x86-64: 64-bit mantissa; used for the cancelling prefix sums only
+
+
+@dataclass(frozen=True)
+class ScaleTolerances:
+    """Tolerances of :func:`solve_global_large` (all relative, dimensionless).
+
+    Attributes
+    ----------
+    price : float
+        A gap gets kink blocks when max_k rho_k > 1 + price for one of its blocks; the loop stops when
+        no block exceeds 1 + price and no margin is below 1 - margin.
+    margin : float
+        A point enters the master when its margin is below 1 - margin.
+    solver : float
+        Clarabel's tol_gap_abs / tol_gap_rel / tol_feas on the (O(1)-scaled) master.
+    gap : float
+        Target relative gap (objective - lower bound) / objective; status "optimal" needs it.
+    """
+
+    price: float = 1e-9
+    margin: float = 1e-9
+    solver: float = 1e-10
+    gap: float = 1e-8
+
+    def __post_init__(self) -> None:
+        for name in ("price", "margin", "solver", "gap"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                raise InputError(f"ScaleTolerances.{name} must be a positive number, got {v!r}")
+
+
+@dataclass(frozen=True)
+class ScaleDiagnostics:
+    """What the column-and-constraint generation did (one entry per master solve)."""
+
+    iterations: int
+    master: tuple[str, ...]
+    master_points: tuple[int, ...]
+    master_blocks: tuple[int, ...]
+    master_seconds: tuple[float, ...]
+    max_rho: tuple[float, ...]
+    min_margin: tuple[float, ...]
+    flips_residual: float
+    polish_residual: float
+    loop: str
+    tolerances: ScaleTolerances = field(default_factory=ScaleTolerances)
+
+    def to_dict(self) -> dict[str, Any]:
+        from .cli import to_jsonable
+
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "tolerances"}
+        d["tolerances"] = {k: getattr(self.tolerances, k) for k in ("price", "margin", "solver", "gap")}
+        return to_jsonable(d)
+
+
+# --------------------------------------------------------------------------- dual norms for all blocks
+
+
+def _wedge_rho(z: np.ndarray, xl: np.ndarray, xr: np.ndarray) -> np.ndarray:
+    """||Proj_C(z)|| for the wedges C = {a (1, -t) : a >= 0, t in [xl, xr]} (right-facing cones).
+
+    z is inside C iff <z, x~_R> >= 0 >= <z, x~_L>; then the projection is z. Otherwise it is the
+    projection on the better edge ray, max(0, <z, (1, -t)> / sqrt(1 + t^2)) for t in {xl, xr}.
+    <z, (1, -t)> = z_0 - t z_1 is R(t) of MATH.md section 3 and cancels; z is in extended precision.
+    """
+    z0, z1 = z[:, 0], z[:, 1]
+    at_l = z0 - xl * z1
+    at_r = z0 - xr * z1
+    inside = (z1 + z0 * xr >= 0) & (z1 + z0 * xl <= 0)
+    edge = np.maximum(0.0, np.maximum(at_l / np.hypot(1.0, xl), at_r / np.hypot(1.0, xr)))
+    # inside the wedge ||z|| is large in absolute terms but equals the edge value up to O(angle)
+    norm = np.sqrt(z0 * z0 + z1 * z1)
+    return np.asarray(np.where(inside, norm, edge), dtype=float)
+
+
+def rho_all_gaps(sample: SortedSample, lam: np.ndarray) -> dict[str, np.ndarray | float]:
+    """max over both signs of rho_k(lambda) for every block of the sample, vectorised, O(m).
+
+    Returns a dict with ``right`` and ``left`` (shape (m - 1,), entry g - 1 for gap g), ``all`` (float)
+    and ``max`` (float). rho_k = ||Proj_{cone_k}(s_k g_k)||, g_k = sum_{i in A_k} lambda_i y_i x~_i
+    (MATH.md section 3). A left cone at gap g is minus the right cone, so its rho for sign s is the
+    right-cone rho of -s g_k. The suffix/prefix sums are accumulated in extended precision because they
+    cancel from sum lambda (~ objective) to O(1). Agrees with :func:`patterns.rho` (tested).
+    """
+    x, y, m = sample.x, sample.y, sample.m
+    lam = np.asarray(lam, dtype=float)
+    wx = (lam * y).astype(_LD)
+    terms = np.column_stack([wx * x.astype(_LD), wx])
+    csum = np.vstack([np.zeros((1, 2), dtype=_LD), np.cumsum(terms, axis=0)])  # csum[g] = sum_{i<g}
+    total = csum[m]
+    xl, xr = x[:-1].astype(_LD), x[1:].astype(_LD)
+    suffix = total[None, :] - csum[1:m]  # g = 1..m-1: sum_{i >= g}
+    prefix = csum[1:m]  # sum_{i < g}
+    right = np.maximum(_wedge_rho(suffix, xl, xr), _wedge_rho(-suffix, xl, xr))
+    left = np.maximum(_wedge_rho(prefix, xl, xr), _wedge_rho(-prefix, xl, xr))
+    all_ = _all_rho(total, float(x[0]), float(x[-1]))
+    mx = max(all_, float(right.max(initial=0.0)), float(left.max(initial=0.0)))
+    return {"right": right, "left": left, "all": all_, "max": mx}
+
+
+def _all_rho(total: np.ndarray, x0: float, x1: float) -> float:
+    """max over signs of ||Proj_K(s T)||, K = {u : <u, x~_0> >= 0, <u, x~_{m-1}> >= 0}."""
+    if x0 == x1:  # one point: K is a half-plane, Proj(z) = z - min(0, <z,a>) a / |a|^2
+        a = np.array([x0, 1.0], dtype=_LD)
+        out = 0.0
+        for s in (1, -1):
+            z = s * total
+            t = min(_LD(0), z @ a) / (a @ a)
+            out = max(out, float(np.sqrt(np.sum((z - t * a) ** 2))))
+        return out
+    e1 = np.array([1.0, -x0], dtype=_LD) / np.hypot(1.0, x0)
+    e2 = np.array([-1.0, x1], dtype=_LD) / np.hypot(1.0, x1)
+    out = 0.0
+    for s in (1, -1):
+        z = s * total
+        if z[0] * x0 + z[1] >= 0 and z[0] * x1 + z[1] >= 0:
+            r = float(np.sqrt(z @ z))
+        else:
+            r = max(0.0, float(z @ e1), float(z @ e2))
+        out = max(out, r)
+    return out
+
+
+# --------------------------------------------------------------------------- margins of block arrays
+
+
+def margins_extended(
+    sample: SortedSample, kind: np.ndarray, gap: np.ndarray, sign: np.ndarray, U: np.ndarray
+) -> np.ndarray:
+    """y_i N(x_i) for blocks given as arrays (kind 0 all, 1 right, 2 left), in extended precision.
+
+    N(x_i) = <P_i + Q_i, x~_i> with P_i = sum of s u over all/right blocks starting at or before i and
+    Q_i = sum over left blocks ending at or after i (MATH.md section 4), accumulated in long double so
+    that the O(1) margins survive the cancellation of 10^9-sized neurons. Same formula as
+    :func:`subproblem.margins_of`, which works in float64 on Block lists.
+    """
+    m = sample.m
+    SU = (sign[:, None] * U).astype(_LD)
+    dP = np.zeros((m, 2), dtype=_LD)
+    dQ = np.zeros((m, 2), dtype=_LD)
+    r = kind != 2
+    np.add.at(dP, np.where(kind[r] == 0, 0, gap[r]), SU[r])
+    lft = kind == 2
+    np.add.at(dQ, gap[lft] - 1, SU[lft])
+    P = np.cumsum(dP, axis=0)
+    Q = np.cumsum(dQ[::-1], axis=0)[::-1]
+    PQ = P + Q
+    N = PQ[:, 0] * sample.x.astype(_LD) + PQ[:, 1]
+    return np.asarray(sample.y * N, dtype=float)
+
+
+# --------------------------------------------------------------------------- chain master
+
+
+@dataclass(frozen=True, eq=False)
+class _ChainSolution:
+    """Relaxed master solution: leftmost linear piece L0 and right-facing kinks (gap, sign, u)."""
+
+    L0: np.ndarray  # (2,) slope, intercept of f left of x_{r_0}
+    gap: np.ndarray  # (K,) full-sample gap of each kink
+    sign: np.ndarray  # (K,) +-1
+    U: np.ndarray  # (K, 2) right-facing u_k (in the right cone of its gap)
+    lam: np.ndarray  # (n,) margin multipliers at the selected points (raw interior-point duals)
+    alpha: np.ndarray  # (K,) <u_k, x~_L> <= 0
+    beta: np.ndarray  # (K,) <u_k, x~_R> >= 0
+    F: np.ndarray  # (n,) values of f at the selected points
+    points: np.ndarray  # (n,) the selected points (sorted indices)
+    interval: np.ndarray  # (K,) interval index j of each kink (between points j and j + 1)
+    objective: float
+    status: str
+    seconds: float
+    iterations: int
+
+
+def chain_master(
+    sample: SortedSample,
+    points: np.ndarray,
+    gaps: np.ndarray,
+    tol: float = 1e-10,
+    max_iter: int = 200,
+) -> _ChainSolution:
+    """Solve the relaxed restricted master in value/slope ("chain") form with Clarabel.
+
+    Parameters
+    ----------
+    points : int array
+        Sorted indices r_0 < ... < r_{n-1} of the selected points (must contain g - 1 and g for every
+        gap g in ``gaps``).
+    gaps : int array
+        Full-sample gaps (1..m-1) that get kinks of both signs.
+
+    Notes
+    -----
+    Variables F_j (values at the points) and per kink (alpha, beta, tau); rows: slope continuity
+    (zero cone, divided by D_j + D_{j+1}), margins y_j F_j >= 1, alpha <= 0 <= beta, and
+    (tau, beta - alpha, alpha x_R - beta x_L) in SOC_3. Objective sum tau_k / (D_k C) with
+    C = max_k 1 / D_k so that it is O(1) (MATH.md section 5); lambda = C z_margin.
+    """
+    import clarabel
+
+    x, y = sample.x, sample.y
+    pts = np.asarray(points, dtype=np.int64)
+    n = pts.size
+    xs, ys = x[pts], y[pts]
+    D = np.diff(xs)
+    gaps = np.asarray(gaps, dtype=np.int64)
+    jk = np.searchsorted(pts, gaps - 1)  # interval index of each gap
+    if gaps.size and not (np.all(pts[jk] == gaps - 1) and np.all(pts[np.minimum(jk + 1, n - 1)] == gaps)):
+        raise ValueError("every kink gap needs both of its points among the selected points")
+    jk = np.repeat(jk, 2)
+    sk = np.tile([1.0, -1.0], gaps.size)
+    K = jk.size
+    iF = np.arange(n)
+    ia, ib, it = n + 3 * np.arange(K), n + 3 * np.arange(K) + 1, n + 3 * np.arange(K) + 2
+    nvar = n + 3 * K
+    rows, cols, vals = [], [], []
+
+    def put(r, c, v):
+        r = np.asarray(r).ravel()
+        rows.append(r)
+        cols.append(np.asarray(c).ravel())
+        vals.append(np.broadcast_to(np.asarray(v, dtype=float), r.shape).ravel())
+
+    # zero cone: slope continuity rows j = 0..n-3
+    nz = max(n - 2, 0)
+    if nz:
+        j = np.arange(nz)
+        Dj, Dj1 = D[j], D[j + 1]
+        w = 1.0 / (Dj + Dj1)
+        put(j, iF[j + 2], Dj * w)
+        put(j, iF[j + 1], -(Dj + Dj1) * w)
+        put(j, iF[j], Dj1 * w)
+        # kinks in interval j+1 enter the row of j with -D_j s beta; kinks in interval j with +D_{j+1} s alpha
+        sel = jk >= 1
+        sel &= jk - 1 < nz
+        jj = jk[sel] - 1
+        put(jj, ib[sel], -D[jj] * sk[sel] / (D[jj] + D[jj + 1]))
+        sel2 = jk < nz
+        jj = jk[sel2]
+        put(jj, ia[sel2], D[jj + 1] * sk[sel2] / (D[jj] + D[jj + 1]))
+    row = nz
+    # nonnegative cone: margins, alpha <= 0, beta >= 0
+    rm = row + np.arange(n)
+    put(rm, iF, -ys)
+    row += n
+    put(row + np.arange(K), ia, 1.0)
+    row += K
+    put(row + np.arange(K), ib, -1.0)
+    row += K
+    n_nonneg = row - nz
+    # SOC (tau, beta - alpha, alpha x_R - beta x_L)
+    xl, xr = xs[jk], xs[np.minimum(jk + 1, n - 1)]
+    rs = row + 3 * np.arange(K)
+    put(rs, it, -1.0)
+    put(rs + 1, ib, -1.0)
+    put(rs + 1, ia, 1.0)
+    put(rs + 2, ia, -xr)
+    put(rs + 2, ib, xl)
+    row += 3 * K
+    A = sparse.csc_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(row, nvar)
+    )
+    b = np.zeros(row)
+    b[rm] = -1.0
+    Dk = D[jk] if K else np.zeros(0)
+    C = float(np.max(1.0 / Dk)) if K else 1.0
+    q = np.zeros(nvar)
+    q[it] = 1.0 / (Dk * C)
+    cones = []
+    if nz:
+        cones.append(clarabel.ZeroConeT(nz))
+    cones.append(clarabel.NonnegativeConeT(n_nonneg))
+    cones.extend(clarabel.SecondOrderConeT(3) for _ in range(K))
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    settings.tol_gap_abs = settings.tol_gap_rel = tol
+    settings.tol_feas = tol
+    settings.tol_ktratio = 1e-8
+    settings.max_iter = max_iter
+    t0 = time.perf_counter()
+    sol = clarabel.DefaultSolver(sparse.csc_matrix((nvar, nvar)), q, A, b, cones, settings).solve()
+    secs = time.perf_counter() - t0
+    X, Z = np.asarray(sol.x), np.asarray(sol.z)
+    status = str(sol.status)
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(Z))):
+        raise SolverError(f"chain master: Clarabel returned a non-finite iterate ({status})")
+    F, al, be = X[iF], X[ia], X[ib]
+    al, be = np.minimum(al, 0.0), np.maximum(be, 0.0)  # tiny cone violations of the iterate
+    U = np.column_stack([be - al, al * xr - be * xl]) / Dk[:, None] if K else np.zeros((0, 2))
+    # leftmost linear piece: slope on interval 0 before its kinks is (F_1 - F_0 - sum_{I_0} s beta) / D_0
+    if n >= 2:
+        in0 = jk == 0
+        slope0 = (F[1] - F[0] - float(np.sum(sk[in0] * be[in0]))) / D[0]
+    else:
+        slope0 = 0.0
+    L0 = np.array([slope0, F[0] - slope0 * xs[0]])
+    lam = np.maximum(Z[rm], 0.0) * C
+    obj = float(np.sum(np.linalg.norm(U, axis=1)))
+    return _ChainSolution(
+        L0,
+        np.repeat(gaps, 2),
+        sk.astype(int),
+        U,
+        lam,
+        al,
+        be,
+        F,
+        pts,
+        jk,
+        obj,
+        status,
+        secs,
+        int(sol.iterations),
+    )
+
+
+# --------------------------------------------------------------------------- primal reconstruction
+
+
+def kinks_from_chain(ch: _ChainSolution, x: np.ndarray, merge: float = 1e-15):
+    """The master's f as kinks (t_k, d_k) with values V_k = f(t_k), rebuilt LOCALLY (no drift).
+
+    Integrating the kink magnitudes of an interior-point solution from the left amplifies its row
+    residuals by 1 / (smallest gap) (MATH.md section 5). Instead every kink keeps its location
+    t = x_L - alpha (x_R - x_L) / (beta - alpha) and the value f(t) computed inside its own interval
+    from F_j, F_{j+1} and the kinks of that interval; the slopes between consecutive kinks are then
+    (V_{k+1} - V_k) / (t_{k+1} - t_k), so every value depends on two neighbours only. Kinks closer
+    than ``merge`` (relative) are merged.
+
+    Returns (t, d, L0) with f = L0 + sum_k d_k relu(x - t_k) on the data: L0 is the line left of the
+    first kink, d_k the slope changes.
+    """
+    pts, F, jk = ch.points, ch.F, ch.interval
+    xs = x[pts]
+    D = np.diff(xs)
+    K = jk.size
+    if K == 0:
+        return np.zeros(0), np.zeros(0), ch.L0.copy()
+    xl, xr = xs[jk], xs[jk + 1]
+    al, be = ch.alpha, ch.beta
+    width = be - al
+    live = width > 0
+    jk, al, be, xl, xr, width = jk[live], al[live], be[live], xl[live], xr[live], width[live]
+    sgn = ch.sign[live].astype(float)
+    t = np.where(-al <= 0, xl, np.where(be <= 0, xr, xl + (-al / width) * (xr - xl)))
+    t = np.clip(t, xl, xr)
+    # slope of f right of x_{r_j} before the kinks of interval j
+    sb = np.zeros(D.size)
+    np.add.at(sb, jk, sgn * be)
+    sigma = (F[1:] - F[:-1] - sb) / D
+    a = sgn * width / (xr - xl)  # signed slope change of each kink
+    V = F[jk] + sigma[jk] * (t - xl)
+    # add the kinks of the same interval that lie left of t (at most a few per interval)
+    order = np.lexsort((t, jk))
+    jk_o, t_o, a_o = jk[order], t[order], a[order]
+    Vo = V[order]
+    start = np.r_[0, np.flatnonzero(np.diff(jk_o)) + 1]
+    counts = np.diff(np.r_[start, jk_o.size])
+    for c in range(1, int(counts.max(initial=1))):
+        for lag in range(1, c + 1):
+            sel = np.flatnonzero(counts > c)
+            i_cur = start[sel] + c
+            i_prev = i_cur - lag
+            Vo[i_cur] += a_o[i_prev] * (t_o[i_cur] - t_o[i_prev])
+    # sort all kinks by t and merge coincident ones
+    o2 = np.argsort(t_o, kind="stable")
+    t_s, V_s, a_s = t_o[o2], Vo[o2], a_o[o2]
+    keep = np.r_[True, np.diff(t_s) > merge * np.maximum(1.0, np.abs(t_s[1:]))]
+    grp = np.cumsum(keep) - 1
+    t_u = t_s[keep]
+    V_u = V_s[keep]
+    a_u = np.zeros(t_u.size)
+    np.add.at(a_u, grp, a_s)
+    # slopes: before the first kink = slope of L0; after the last = sum of everything
+    slope_first = float(ch.L0[0])
+    slope_last = float(sigma[-1] + np.sum(a[jk == D.size - 1]))
+    if t_u.size >= 2:
+        inner = np.diff(V_u) / np.diff(t_u)
+        slopes = np.r_[slope_first, inner, slope_last]
+    else:
+        slopes = np.array([slope_first, slope_last])
+    d = np.diff(slopes)
+    L0 = np.array([slope_first, V_u[0] - slope_first * t_u[0]])
+    return t_u, d, L0
+
+
+# --------------------------------------------------------------------------- dual polish
+
+
+@dataclass(frozen=True)
+class PolishTolerances:
+    """Thresholds of :func:`polish_dual` (relative, dimensionless).
+
+    kink : a kink is nonzero when (beta - alpha) sqrt(1 + t^2) > kink * max over kinks (its cost
+        times its gap length, an O(1) number for every real kink).
+    pin : the kink sits on x_L (resp. x_R) when -alpha (resp. beta) <= pin * (1 + beta - alpha); alpha and
+        beta are values of f's pieces, O(1), known to the master's absolute accuracy.
+    active : a point may carry lambda > 0 when its margin is <= 1 + active.
+    """
+
+    kink: float = 1e-6
+    pin: float = 1e-7
+    active: float = 1e-6
+
+
+def polish_dual(
+    sample: SortedSample,
+    gap: np.ndarray,
+    sign: np.ndarray,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    margins: np.ndarray,
+    tol: PolishTolerances | None = None,
+) -> tuple[np.ndarray, float]:
+    """Exact margin multipliers from the primal kink structure, segment by segment (O(m)).
+
+    The interior-point duals are accurate only relative to max lambda (~ 1 / smallest gap), while the
+    certificate needs R(t) = sum_{x_i > t} lambda_i y_i (x_i - t) to absolute accuracy ~1e-9 (MATH.md
+    sections 3, 5). At an optimum of the relaxed master (sum_i lambda_i y_i x~_i = 0, so R = L and
+    R = 0 outside the data), complementary slackness fixes R piecewise:
+
+    * a kink of sign s strictly inside gap g at t has rho = 1 attained at t, so on that gap R is the
+      tangent s (1 + t_k t) / sqrt(1 + t_k^2) of s sqrt(1 + t^2);
+    * a kink on a data point x_p gives R(x_p) = s sqrt(1 + x_p^2);
+    * R is continuous, linear between points, and its slope jumps by lambda_i y_i at x_i.
+
+    Between two consecutive known pieces (a, b) the multipliers of the active points in between solve
+    R_b(t) - R_a(t) = sum_i lambda_i y_i (t - x_i) plus the pinned values: a tiny nonnegative least
+    squares problem. Returns (lambda in sorted order, max residual of those equations relative to 1).
+    """
+    from scipy.optimize import nnls
+
+    tol = tol or PolishTolerances()
+    x, y, m = sample.x, sample.y, sample.m
+    gap = np.asarray(gap)
+    xl, xr = x[gap - 1], x[gap]
+    width = beta - alpha
+    t = xl + (-alpha) / np.where(width > 0, width, 1.0) * (xr - xl)
+    size = width * np.hypot(1.0, t)
+    live = size > tol.kink * (size.max(initial=0.0))
+    pin_l = live & (-alpha <= tol.pin * (1.0 + width))
+    pin_r = live & (beta <= tol.pin * (1.0 + width)) & ~pin_l
+    free = live & ~pin_l & ~pin_r
+    # known linear pieces R(t) = A + B t on whole gaps: gap 0 (left of x_0) and gap m are R = 0
+    pieces: dict[int, tuple[float, float, float]] = {0: (0.0, 0.0, np.inf), m: (0.0, 0.0, np.inf)}
+    for k in np.flatnonzero(free):
+        g, s, tk = int(gap[k]), float(sign[k]), float(t[k])
+        w = float(np.hypot(1.0, tk))
+        if g in pieces and pieces[g][2] >= size[k]:
+            continue  # two kinks in one gap: keep the larger one
+        pieces[g] = (s / w, s * tk / w, float(size[k]))
+    pinned: dict[int, float] = {}
+    for k in np.flatnonzero(pin_l | pin_r):
+        p = int(gap[k] - 1) if pin_l[k] else int(gap[k])
+        pinned[p] = float(sign[k]) * float(np.hypot(1.0, x[p]))
+    active = margins <= 1.0 + tol.active
+    lam = np.zeros(m)
+    worst = 0.0
+    known = sorted(pieces)
+    for a, b in zip(known[:-1], known[1:], strict=True):
+        # points a .. b-1 lie between gap a and gap b
+        idx = np.arange(a, b)
+        idx = idx[active[idx]]
+        Aa, Ba, _ = pieces[a]
+        Ab, Bb, _ = pieces[b]
+        xe = x[b - 1]
+        scale_x = max(x[b - 1] - x[a], 1e-300) if b - 1 > a else 1.0
+        rows, rhs = [], []
+        # slope and value at x_e = x_{b-1}: R_b - R_a = sum lambda_i y_i (t - x_i)
+        rows.append(y[idx] * scale_x)
+        rhs.append((Bb - Ba) * scale_x)
+        rows.append(y[idx] * (xe - x[idx]))
+        rhs.append((Ab + Bb * xe) - (Aa + Ba * xe))
+        for p in range(a, b):
+            if p in pinned:
+                rows.append(np.where(x[idx] < x[p], y[idx] * (x[p] - x[idx]), 0.0))
+                rhs.append(pinned[p] - (Aa + Ba * x[p]))
+        M, r = np.array(rows), np.array(rhs)
+        if idx.size == 0:
+            worst = max(worst, float(np.max(np.abs(r))))
+            continue
+        sol, res = nnls(M, r)
+        lam[idx] = sol
+        if _DEBUG and res > 1e-6:
+            print("seg", a, b, "idx", idx, "pinned", [p for p in range(a, b) if p in pinned], "res", res, "M", M, "r", r, "y", y[a:b], "marg", margins[a:b])
+        worst = max(worst, float(res))
+    return lam, worst
+
+
+# --------------------------------------------------------------------------- flips (right -> left)
+
+
+def _flips(L0: np.ndarray, sign: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """phi in [0, 1]^K with L0 + sum_k phi_k s_k u_k ~ 0, and the exact remainder ell (extended precision).
+
+    Moving the fraction phi_k of right-facing kink k to a left-facing neuron -phi_k u_k in the same gap
+    keeps f and adds phi_k s_k u_k to the global linear part (MATH.md section 4), so this makes the
+    all-active blocks (nearly) unnecessary. A vertex of the LP (HiGHS) has at most two fractional phi.
+    Returns None when the LP is infeasible.
+    """
+    from scipy.optimize import linprog
+
+    K = U.shape[0]
+    if K == 0:
+        return None
+    Aeq = (sign[:, None] * U).T
+    scale = np.maximum(np.abs(Aeq).max(axis=1), 1e-300)
+    res = linprog(
+        np.zeros(K),
+        A_eq=Aeq / scale[:, None],
+        b_eq=-L0 / scale,
+        bounds=(0.0, 1.0),
+        method="highs",
+        options={"primal_feasibility_tolerance": 1e-10},
+    )
+    if res.status != 0:
+        return None
+    phi = np.clip(res.x, 0.0, 1.0)
+    # snap near-integral values so that almost every kink stays a single neuron
+    phi = np.where(phi < 1e-12, 0.0, np.where(phi > 1 - 1e-12, 1.0, phi))
+    ell = L0.astype(_LD) + np.sum((phi * sign)[:, None].astype(_LD) * U.astype(_LD), axis=0)
+    return phi, ell
+
+
+def _linear_as_all_blocks(ell: np.ndarray, x0: float, x1: float) -> list[tuple[int, np.ndarray]]:
+    """Write the linear function ell = (slope, intercept) as s p with p in the all-active cone.
+
+    Returns [(sign, p), ...] (at most two terms). If ell or -ell lies in K = {<u,x~_0> >= 0,
+    <u,x~_{m-1}> >= 0} one block suffices (cost ||ell||); otherwise ell = p - q along the edges of K.
+    """
+    ell = np.asarray(ell, dtype=float)
+    if not np.any(ell):
+        return []
+    v0, v1 = ell[0] * x0 + ell[1], ell[0] * x1 + ell[1]
+    if v0 >= 0 and v1 >= 0:
+        return [(1, ell)]
+    if v0 <= 0 and v1 <= 0:
+        return [(-1, -ell)]
+    # ell changes sign on [x0, x1]: ell = p - q, p vanishing at the point where ell < 0 and vice versa
+    a = np.array([x0, 1.0])
+    b_ = np.array([x1, 1.0])
+    # p in K with <p, x~_0> = max(v0, 0), <p, x~_1> = max(v1, 0); q likewise with the negative parts
+    M = np.vstack([a, b_])
+    p = np.linalg.solve(M, [max(v0, 0.0), max(v1, 0.0)])
+    q = np.linalg.solve(M, [max(-v0, 0.0), max(-v1, 0.0)])
+    return [(1, p), (-1, q)]
+
+
+# --------------------------------------------------------------------------- exact master (fallback)
+
+
+def _exact_master(sample: SortedSample, points: np.ndarray, gaps: np.ndarray, tol: float):
+    """(C_B) on the selected points with right, left and all-active blocks of both signs (issue-4 path).
+
+    Returns (kind, gap, sign, U, lam_points, seconds, status). Used when the flips LP is infeasible,
+    i.e. when the global linear part costs something (few kinks, e.g. all labels equal).
+    """
+    from .subproblem import ConvexSubproblem
+
+    pts = np.asarray(points)
+    sub = SortedSample(sample.x[pts], sample.y[pts], np.arange(pts.size))
+    pos = np.searchsorted(pts, np.asarray(gaps))  # subsample gap index of each full gap
+    blocks = [Block("all", 0, 1), Block("all", 0, -1)] if pts.size else []
+    full_gap = [0, 0]
+    for g, p in zip(gaps, pos, strict=True):
+        for d in ("right", "left"):
+            for s in (1, -1):
+                blocks.append(Block(d, int(p), s))
+                full_gap.append(int(g))
+    res = ConvexSubproblem(sub, blocks, "sparse", rhs=1.0).solve(
+        "CLARABEL", tol_gap_abs=tol, tol_gap_rel=tol, tol_feas=tol
+    )
+    if not res.has_solution:
+        raise SolverError(f"exact master failed: {res.status} ({res.solver_status})")
+    codes = {"all": 0, "right": 1, "left": 2}
+    kind = np.array([codes[b.direction] for b in blocks])
+    sign = np.array([b.sign for b in blocks])
+    return kind, np.array(full_gap), sign, np.array(res.U), np.array(res.multipliers), res.seconds, res.status
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _initial_sets(sample: SortedSample) -> tuple[np.ndarray, np.ndarray]:
+    """Gaps between opposite labels get kinks; their endpoints and the two extreme points are selected."""
+    m = sample.m
+    ch = np.flatnonzero(sample.y[1:] != sample.y[:-1]) + 1
+    pts = np.unique(np.concatenate([[0, m - 1], ch - 1, ch]))
+    return pts, ch
+
+
+def _global_result_type():
+    try:
+        from .global_solver import GlobalResult  # issue 4
+
+        return GlobalResult
+    except ImportError:  # pragma: no cover - until issue 4 lands
+        return None
+
+
+@dataclass(frozen=True, eq=False)
+class LargeResult:
+    """Result of :func:`solve_global_large` (mirrors global_solver.GlobalResult's fields).
+
+    objective : sum_k ||u_k|| = 1/2||theta||^2 of the balanced network (after the final scaling that
+        makes every margin >= 1, computed in extended precision from the float blocks).
+    lower_bound : sum lambda / max(1, max_k rho_k) over ALL blocks (certified lower bound on min (P)).
+    relative_gap : (objective - lower_bound) / objective.
+    min_margin : min_i y_i N(x_i) of the block solution, extended precision.
+    network : balanced ReLUNetwork, one neuron per nonzero block.
+    multipliers : lambda in the dataset's order.
+    blocks, U : the block solution ((C_B) form).
+    status : "optimal" (gap <= tol.gap and margins >= 1), "inaccurate" or "max_iter".
+    """
+
+    objective: float
+    lower_bound: float
+    relative_gap: float
+    min_margin: float
+    network: Any
+    multipliers: np.ndarray
+    n_neurons: int
+    clean_error: float | None
+    status: str
+    timings: dict[str, float]
+    seconds: float
+    blocks: tuple[Block, ...] = ()
+    U: np.ndarray | None = None
+    diagnostics: ScaleDiagnostics | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        from .cli import to_jsonable
+
+        return to_jsonable(
+            {
+                "objective": self.objective,
+                "lower_bound": self.lower_bound,
+                "relative_gap": self.relative_gap,
+                "min_margin": self.min_margin,
+                "network": self.network,
+                "multipliers": self.multipliers,
+                "n_neurons": self.n_neurons,
+                "clean_error": self.clean_error,
+                "status": self.status,
+                "timings": self.timings,
+                "seconds": self.seconds,
+                "diagnostics": self.diagnostics,
+            }
+        )
+
+
+def solve_global_large(
+    dataset: Dataset,
+    tol: ScaleTolerances | float | None = None,
+    solver: str = "CLARABEL",
+    max_iter: int = 30,
+    progress: bool | None = None,
+    master: str = "auto",
+) -> LargeResult:
+    """Certified global minimum of (P) in 1-D for large m by column-and-constraint generation.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        One-dimensional data.
+    tol : ScaleTolerances or float, optional
+        A float sets ``ScaleTolerances(gap=tol)`` with the other fields at their defaults.
+    solver : str
+        Only "CLARABEL" (the master is a Clarabel conic program).
+    max_iter : int
+        Maximum number of master solves.
+    progress : bool, optional
+        tqdm bar on stderr (default: only on a TTY).
+    master : {"auto", "chain", "exact"}
+        "chain": the relaxed well-scaled master with exact local reconstruction, dual polish and flips;
+        "exact": :class:`subproblem.ConvexSubproblem` on the selected points (right, left and all-active
+        blocks; fine for small or nearly kink-free problems, loses accuracy at m ~ 1e5);
+        "auto": chain, falling back to exact when the global linear part is not free (flips LP
+        infeasible or the all-active block priced out).
+
+    Returns
+    -------
+    LargeResult
+        ``lower_bound <= min (P) <= objective`` holds by construction (up to the extended-precision
+        rounding of the sums, ~1e-19 relative per term).
+    """
+    t_start = time.perf_counter()
+    if not isinstance(dataset, Dataset):
+        raise InputError(f"dataset must be a kktsolver Dataset, got {type(dataset).__name__}")
+    dataset.require_1d()
+    if isinstance(tol, (int, float)) and not isinstance(tol, bool):
+        tol = ScaleTolerances(gap=float(tol))
+    tol = tol or ScaleTolerances()
+    if not isinstance(tol, ScaleTolerances):
+        raise InputError(f"tol must be a ScaleTolerances or a float, got {tol!r}")
+    if str(solver).upper() != "CLARABEL":
+        raise InputError(f"solve_global_large uses Clarabel for its master; got solver {solver!r}")
+    if master not in ("auto", "chain", "exact"):
+        raise InputError(f"master must be 'auto', 'chain' or 'exact', got {master!r}")
+    if isinstance(max_iter, bool) or int(max_iter) != max_iter or max_iter < 1:
+        raise InputError(f"max_iter must be a positive integer, got {max_iter!r}")
+    from tqdm import tqdm
+
+    sample = SortedSample.from_dataset(dataset)
+    m, x = sample.m, sample.x
+    timings = {"master": 0.0, "reconstruct": 0.0, "polish": 0.0, "pricing": 0.0, "flips": 0.0}
+    pts, gaps = _initial_sets(sample)
+    use_chain = master != "exact" and m >= 3 and gaps.size > 0
+    hist: dict[str, list] = {k: [] for k in ("master", "pts", "blocks", "secs", "rho", "marg")}
+    flips_res = float("nan")
+    polish_res = float("nan")
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    bar = tqdm(total=max_iter, desc="scale", disable=not show, leave=False)
+    loop = "max_iter"
+    arrays = None
+    for _it in range(max_iter):
+        t0 = time.perf_counter()
+        if use_chain:
+            ch = chain_master(sample, pts, gaps, tol.solver)
+            timings["master"] += time.perf_counter() - t0
+            hist["master"].append("chain:" + ch.status)
+            hist["blocks"].append(int(ch.U.shape[0]))
+            hist["secs"].append(ch.seconds)
+            t1 = time.perf_counter()
+            tk, dk, L0 = kinks_from_chain(ch, x)
+            kind, bgap, bsign, U = _kink_arrays(tk, dk, L0, x)
+            marg = margins_extended(sample, kind, bgap, bsign, U)
+            timings["reconstruct"] += time.perf_counter() - t1
+            t1 = time.perf_counter()
+            lam, polish_res = polish_dual(sample, ch.gap, ch.sign, ch.alpha, ch.beta, marg)
+            timings["polish"] += time.perf_counter() - t1
+            arrays = ("chain", tk, dk, L0)
+        else:
+            kind, bgap, bsign, U, lam_pts, secs, st = _exact_master(sample, pts, gaps, tol.solver)
+            timings["master"] += time.perf_counter() - t0
+            hist["master"].append("exact:" + st)
+            hist["blocks"].append(int(kind.size))
+            hist["secs"].append(secs)
+            marg = margins_extended(sample, kind, bgap, bsign, U)
+            lam = np.zeros(m)
+            lam[pts] = lam_pts
+            arrays = ("exact", kind, bgap, bsign, U)
+        hist["pts"].append(int(pts.size))
+        t1 = time.perf_counter()
+        rh = rho_all_gaps(sample, lam)
+        timings["pricing"] += time.perf_counter() - t1
+        hist["rho"].append(rh["max"])
+        hist["marg"].append(float(marg.min()))
+        bar.update(1)
+        bad_pts = np.setdiff1d(np.flatnonzero(marg < 1.0 - tol.margin), pts)
+        worst = np.maximum(rh["right"], rh["left"])
+        new_gaps = np.setdiff1d(np.flatnonzero(worst > 1.0 + tol.price) + 1, gaps)
+        if use_chain and rh["all"] > 1.0 + tol.price and master == "auto":
+            use_chain = False  # the linear part is not free: switch to the exact master
+            continue
+        if bad_pts.size == 0 and new_gaps.size == 0:
+            loop = "converged" if rh["max"] <= 1.0 + tol.price else "stalled"
+            break
+        gaps = np.union1d(gaps, new_gaps)
+        pts = np.unique(np.concatenate([pts, bad_pts, new_gaps - 1, new_gaps]))
+    bar.close()
+    if arrays is None:
+        raise SolverError("no master problem was solved")
+    # ---- finish: flips (chain), scaling to margins >= 1, objective, certificate, network
+    t1 = time.perf_counter()
+    if arrays[0] == "chain":
+        _, tk, dk, L0 = arrays
+        kind, bgap, bsign, U = _kink_arrays(tk, dk, L0, x)
+        fl = _flips(L0, bsign[1:], U[1:])
+        if fl is None:
+            if master == "chain":
+                raise SolverError("chain master: the flips LP is infeasible; use master='auto'")
+            # the linear part L0 has to be paid for: redo with the exact master
+            return solve_global_large(dataset, tol, solver, max_iter, progress, master="exact")
+        phi, ell = fl
+        flips_res = float(np.max(np.abs(np.asarray(ell, dtype=float))))
+        kind, bgap, bsign, U = _assemble(bgap[1:], bsign[1:], U[1:], phi, ell, float(x[0]), float(x[-1]))
+        marg = margins_extended(sample, kind, bgap, bsign, U)
+    else:
+        _, kind, bgap, bsign, U = arrays
+    timings["flips"] += time.perf_counter() - t1
+    t1 = time.perf_counter()
+    mn = float(marg.min())
+    if not mn > 0:
+        raise SolverError(f"the block solution does not separate the data (min margin {mn:.3g})")
+    if mn < 1.0:
+        U = U / mn
+        marg = margins_extended(sample, kind, bgap, bsign, U)
+    nrm = np.linalg.norm(U, axis=1)
+    objective = float(np.sum(nrm.astype(_LD)))
+    lam_sum = float(np.sum(lam.astype(_LD)))
+    lower = lam_sum / max(1.0, rh["max"])
+    gap_rel = (objective - lower) / objective if objective > 0 else 0.0
+    keep = nrm > 0
+    blocks = tuple(
+        Block(("all", "right", "left")[k], 0 if k == 0 else int(g), int(s))
+        for k, g, s in zip(kind[keep], bgap[keep], bsign[keep], strict=True)
+    )
+    Uk = U[keep]
+    net = network_from_blocks(list(blocks), Uk)
+    timings["finish"] = time.perf_counter() - t1
+    min_margin = float(marg.min())
+    if loop == "converged" and gap_rel <= tol.gap and min_margin >= 1.0:
+        status = "optimal"
+    elif loop in ("converged", "stalled"):
+        status = "inaccurate"
+    else:
+        status = "max_iter"
+    diag = ScaleDiagnostics(
+        len(hist["master"]),
+        tuple(hist["master"]),
+        tuple(hist["pts"]),
+        tuple(hist["blocks"]),
+        tuple(hist["secs"]),
+        tuple(hist["rho"]),
+        tuple(hist["marg"]),
+        flips_res,
+        polish_res,
+        loop,
+        tol,
+    )
+    total = time.perf_counter() - t_start
+    timings["total"] = total
+    return LargeResult(
+        objective=objective,
+        lower_bound=lower,
+        relative_gap=gap_rel,
+        min_margin=min_margin,
+        network=net,
+        multipliers=sample.unsort(lam),
+        n_neurons=net.n,
+        clean_error=None,
+        status=status,
+        timings=timings,
+        seconds=total,
+        blocks=blocks,
+        U=Uk,
+        diagnostics=diag,
+    )
+
+
+def _kink_arrays(t: np.ndarray, d: np.ndarray, L0: np.ndarray, x: np.ndarray):
+    """Block arrays (kind, gap, sign, U) of f = L0 + sum_k d_k relu(x - t_k): row 0 is L0 (kind 0, +1).
+
+    Kink k becomes the right-facing block of the gap containing t_k (x_{g-1} <= t_k < x_g), with
+    u_k = |d_k| (1, -t_k) and sign sign(d_k). Row 0 is only used for margins (L0 is not in a cone).
+    """
+    m = x.size
+    g = np.clip(np.searchsorted(x, t, side="right"), 1, max(m - 1, 1))
+    nz = d != 0
+    U = np.abs(d[nz])[:, None] * np.column_stack([np.ones(int(nz.sum())), -t[nz]])
+    kind = np.r_[0, np.ones(int(nz.sum()), dtype=int)]
+    gap = np.r_[0, g[nz]]
+    sign = np.r_[1, np.sign(d[nz]).astype(int)]
+    return kind, gap, sign, np.vstack([np.asarray(L0, dtype=float)[None, :], U])
+
+
+def _assemble(gap, sign, U, phi, ell, x0: float, x1: float):
+    """Block arrays after the flips: (1 - phi) u right-facing, -phi u left-facing, ell as all-active."""
+    rows_k, rows_g, rows_s, rows_u = [], [], [], []
+    r = phi < 1
+    rows_k.append(np.ones(int(r.sum()), dtype=int))
+    rows_g.append(gap[r])
+    rows_s.append(sign[r])
+    rows_u.append((1.0 - phi[r])[:, None] * U[r])
+    lft = phi > 0
+    rows_k.append(np.full(int(lft.sum()), 2))
+    rows_g.append(gap[lft])
+    rows_s.append(sign[lft])
+    rows_u.append(-phi[lft, None] * U[lft])
+    for s, p in _linear_as_all_blocks(np.asarray(ell, dtype=float), x0, x1):
+        rows_k.append(np.array([0]))
+        rows_g.append(np.array([0]))
+        rows_s.append(np.array([s]))
+        rows_u.append(np.asarray(p, dtype=float)[None, :])
+    return (
+        np.concatenate(rows_k),
+        np.concatenate(rows_g),
+        np.concatenate(rows_s),
+        np.vstack(rows_u),
+    )

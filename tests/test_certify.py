@@ -1,0 +1,380 @@
+"""Tests of the KKT certifier against hand-derived networks and independent cvxpy models (MATH.md 2-3)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from fractions import Fraction
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+from kktsolver.certify import CertTolerances, certify
+from kktsolver.cli import main
+from kktsolver.data import Dataset, save_dataset
+from kktsolver.errors import InputError
+from kktsolver.network import ReLUNetwork, save_network
+
+# --------------------------------------------------------------------------- independent helpers
+# Written from the definition of (C_B) in MATH.md section 3: a pattern is a 0/1 activation vector;
+# its closed cone is {<u, x~_i> >= 0 for active i, <= 0 otherwise}. Nothing from kktsolver.patterns.
+
+
+def lifted(x: np.ndarray) -> np.ndarray:
+    return np.column_stack([x, np.ones_like(x)])
+
+
+def balanced_net(us: list[np.ndarray], signs: list[int]) -> ReLUNetwork:
+    """v = s sqrt(||u||), (w, b) = u / sqrt(||u||): the balanced neuron with v (w, b) = s u."""
+    v, w, b = [], [], []
+    for u, s in zip(us, signs, strict=True):
+        r = float(np.linalg.norm(u))
+        q = np.sqrt(r) if r > 0 else 1.0
+        v.append(s * np.sqrt(r))
+        w.append(u[0] / q)
+        b.append(u[1] / q)
+    return ReLUNetwork(np.array(v), np.array(w)[:, None], np.array(b))
+
+
+def solve_cells(x, y, patterns, fixed=None):
+    """min sum ||u_k|| over the closed cells of ``patterns`` ((active 0/1 tuple, sign) pairs).
+
+    ``fixed``: list of (pattern, sign, u) neurons added to N but not optimised (cost not counted).
+    Returns (optimal value, list of u_k, margin duals).
+    """
+    xt = lifted(np.asarray(x, float))
+    y = np.asarray(y, float)
+    U = [cp.Variable(2) for _ in patterns]
+    cons, N = [], 0
+    for u, (pat, s) in zip(U, patterns, strict=True):
+        pat = np.array(pat, float)
+        cons += [cp.multiply(2 * pat - 1, xt @ u) >= 0]
+        N = N + s * cp.multiply(pat, xt @ u)
+    for pat, s, u in fixed or []:
+        N = N + s * np.array(pat, float) * (xt @ u)
+    margin = cp.multiply(y, N) >= 1
+    prob = cp.Problem(cp.Minimize(sum(cp.norm(u) for u in U)), [*cons, margin])
+    prob.solve(solver=cp.CLARABEL)
+    assert prob.status == "optimal", prob.status
+    return prob.value, [u.value for u in U], margin.dual_value
+
+
+def all_patterns_1d(m: int) -> list[tuple[int, ...]]:
+    """Every nonempty activation vector of a 1-D neuron on m sorted points (suffixes, prefixes)."""
+    pats = set()
+    for g in range(m + 1):
+        pats.add(tuple(int(i >= g) for i in range(m)))
+        pats.add(tuple(int(i < g) for i in range(m)))
+    return sorted(p for p in pats if any(p))
+
+
+def global_opt(x, y) -> float:
+    pats = [(p, s) for p in all_patterns_1d(len(x)) for s in (1, -1)]
+    return solve_cells(x, y, pats)[0]
+
+
+# --------------------------------------------------------------------------- hand-made networks
+
+X3, Y3 = np.array([0.1, 0.5, 0.9]), np.array([1, -1, 1])
+
+
+def v_network() -> ReLUNetwork:
+    """Global optimum for x = (0.1, 0.5, 0.9), y = (+, -, +), derived by hand.
+
+    N = -(p x + q) + a relu(0.5 - x) + c relu(x - 0.5) with -(0.5 p + q) = -1 fitting x = 0.5; the
+    outer points give a = (2 - 0.4 p) / 0.4, c = (2 + 0.4 p) / 0.4, so a + c = 10 whatever p and the
+    cost sqrt(p^2 + q^2) + sqrt(1.25) (a + c) is minimised by p = 0.4, q = 0.8: cost 2/sqrt5 + 5 sqrt5.
+    """
+    us = [np.array([5.4, -2.7]), np.array([-4.6, 2.3]), np.array([0.4, 0.8])]
+    return balanced_net(us, [1, 1, -1])
+
+
+V_OPT = 2 / np.sqrt(5) + 5 * np.sqrt(5)
+# multipliers by hand: v_j = sum lambda_i y_i relu(z_ij) for each arm gives lambda_1 = lambda_3 =
+# sqrt(1.25) / 0.4; Euler (1/2||theta||^2 = sum lambda) then gives lambda_2.
+V_LAM = np.array([5 * np.sqrt(5) / 4, 2 / np.sqrt(5) + 5 * np.sqrt(5) / 2, 5 * np.sqrt(5) / 4])
+
+X4, Y4 = np.array([0.1, 0.4, 0.6, 0.9]), np.array([1, -1, 1, -1])
+P4 = 0.4 / 1.16
+
+
+def alt4_network() -> ReLUNetwork:
+    """A non-global KKT point for alternating labels, derived by hand.
+
+    N = -(p x + q) + a relu(0.4 - x) + b relu(x - 0.4) - e relu(x - 0.6), all four margins equal 1:
+    q = 1 - 0.4 p, a = (2 - 0.3 p) / 0.3, b = (2 + 0.2 p) / 0.2, e = 5 / 0.3; the slope terms cancel
+    in the cost, which is then minimised by (p, q) parallel to x~ = (0.4, 1): p = 0.4 / 1.16.
+    """
+    p = P4
+    q = 1 - 0.4 * p
+    a, b, e = (2 - 0.3 * p) / 0.3, (2 + 0.2 * p) / 0.2, 5 / 0.3
+    us = [a * np.array([-1, 0.4]), b * np.array([1, -0.4]), np.array([p, q]), e * np.array([1, -0.6])]
+    return balanced_net(us, [1, 1, -1, -1])
+
+
+# the closed cells of alt4_network's neurons, as 0/1 activation vectors on the sorted points
+ALT4_CELLS = [
+    [((1, 0, 0, 0), 1), ((1, 1, 0, 0), 1)],  # left arm, kink on x = 0.4
+    [((0, 1, 1, 1), 1), ((0, 0, 1, 1), 1)],  # right arm, kink on x = 0.4
+    [((1, 1, 1, 1), -1)],  # all-active negative neuron
+    [((0, 0, 1, 1), -1), ((0, 0, 0, 1), -1)],  # negative right arm, kink on x = 0.6
+]
+
+
+@pytest.fixture(scope="module")
+def ds3() -> Dataset:
+    return Dataset(X3[:, None], Y3)
+
+
+@pytest.fixture(scope="module")
+def ds4() -> Dataset:
+    return Dataset(X4[:, None], Y4)
+
+
+# --------------------------------------------------------------------------- global optimum
+
+
+def test_v_network_is_certified_global(ds3):
+    net = v_network()
+    assert net.objective() == pytest.approx(V_OPT, rel=1e-14)
+    assert net.margins(ds3.X, ds3.y) == pytest.approx(np.ones(3), abs=1e-13)
+    # independent check that the hand derivation is the global optimum (all blocks, cvxpy)
+    assert global_opt(X3, Y3) == pytest.approx(V_OPT, rel=1e-6)
+    cert = certify(net, ds3)
+    assert cert.verdict == "global_min"
+    assert cert.multipliers == pytest.approx(V_LAM, rel=1e-9)
+    assert cert.stationarity_residual < 1e-12
+    assert cert.lower_bound <= V_OPT * (1 + 1e-12)
+    assert cert.relative_gap <= 1e-9
+    assert cert.pinned_kinks == 2  # both arms have their kink on x = 0.5
+    assert abs(cert.lyu_li_delta) < 1e-9 and cert.lyu_li_eps < 1e-10
+    d = cert.to_dict()
+    assert json.loads(json.dumps(d))["verdict"] == "global_min"
+    assert len(d["multipliers"]) == 3 and d["tolerances"]["stationarity"] == 1e-6
+
+
+def test_euler_identity_on_certified_points(ds3, ds4):
+    for net, ds in ((v_network(), ds3), (alt4_network(), ds4)):
+        cert = certify(net, ds)
+        assert cert.verdict in ("global_min", "local_min")
+        # MATH.md section 2: 1/2||theta||^2 = sum lambda at every KKT point
+        assert cert.multipliers.sum() == pytest.approx(net.objective(), rel=1e-10)
+        assert cert.euler_residual < 1e-10
+        assert cert.balance_residual < 1e-12
+
+
+def test_global_min_with_spare_neurons_stays_global(ds3):
+    cert = certify(v_network(), ds3, width=7)
+    assert cert.verdict == "global_min" and cert.witness is None
+
+
+# --------------------------------------------------------------------------- perturbations
+
+
+def test_perturbed_weight_is_not_kkt(ds3):
+    net = v_network()
+    v = net.v.copy()
+    v[0] *= 1 + 1e-3  # right arm: raises N(0.9) only, so the network stays feasible
+    bad = ReLUNetwork(v, net.W, net.b)
+    assert bad.margins(ds3.X, ds3.y).min() >= 1 - 1e-12
+    cert = certify(bad, ds3)
+    assert cert.verdict == "not_kkt"
+    # x = 0.9 now has margin 1 + 1e-3 > 1 + tol.active, so it can carry no multiplier
+    assert cert.multipliers[2] == 0
+    assert cert.stationarity_residual > 100 * cert.tolerances.stationarity
+
+
+def test_unbalanced_neuron_is_not_kkt(ds3):
+    net = v_network()
+    v, W, b = net.v.copy(), net.W.copy(), net.b.copy()
+    v[2] *= 2.0
+    W[2] /= 2.0
+    b[2] /= 2.0  # same function, unbalanced neuron
+    bad = ReLUNetwork(v, W, b)
+    assert bad(ds3.X) == pytest.approx(net(ds3.X), abs=1e-13)
+    cert = certify(bad, ds3)
+    assert cert.verdict == "not_kkt"
+    assert cert.balance_residual > 0.1
+
+
+def test_permuting_neurons_changes_nothing(ds3):
+    net = v_network()
+    perm = np.array([2, 0, 1])
+    a, b = certify(net, ds3), certify(net.permuted(perm), ds3)
+    assert a.verdict == b.verdict == "global_min"
+    assert a.multipliers == pytest.approx(b.multipliers, rel=1e-9)
+    inv = np.argsort(perm)
+    mu_a = {(i, j): m for i, j, m in a.mu}
+    mu_b = {(i, int(perm[j])): m for i, j, m in b.mu}  # neuron j of b is neuron perm[j] of a
+    assert mu_a.keys() == mu_b.keys()
+    for k in mu_a:
+        assert mu_a[k] == pytest.approx(mu_b[k], rel=1e-9)
+    assert inv.size == 3
+
+
+def test_scaled_network_is_feasible_but_not_kkt(ds3):
+    cert = certify(v_network().scaled(1.1), ds3)
+    assert cert.min_margin == pytest.approx(1.21, rel=1e-12)  # N_{c theta} = c^2 N_theta
+    assert cert.verdict == "not_kkt"
+    assert cert.multipliers.sum() == 0  # no active margin, so lambda = 0 and the residual is 1
+    assert cert.stationarity_residual == pytest.approx(1.0)
+
+
+def test_scaled_down_network_is_infeasible(ds3):
+    cert = certify(v_network().scaled(0.99), ds3)
+    assert cert.verdict == "infeasible"
+    assert cert.min_margin == pytest.approx(0.99**2, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- local minima (F4)
+
+
+def test_alt4_point_is_kkt_and_not_global(ds4):
+    net = alt4_network()
+    assert net.margins(ds4.X, ds4.y) == pytest.approx(np.ones(4), abs=1e-12)
+    g = global_opt(X4, Y4)
+    assert g < net.objective() * (1 - 1e-2)  # strictly worse than the global optimum
+    # it is optimal for the convex problem of its own cells, with unique duals matching the LP's
+    own = [cells[0] for cells in ALT4_CELLS]
+    val, _, duals = solve_cells(X4, Y4, own)
+    assert val == pytest.approx(net.objective(), rel=1e-7)
+    cert = certify(net, ds4)
+    assert cert.stationarity_residual < 1e-12
+    assert cert.multipliers == pytest.approx(duals, rel=1e-5)
+    assert cert.lower_bound <= g * (1 + 1e-9)  # the certified bound is below the true optimum
+    assert cert.relative_gap > 1e-2
+
+
+def test_alt4_without_spare_is_local_min_checked_on_adjacent_cells(ds4):
+    net = alt4_network()
+    cert = certify(net, ds4)
+    assert cert.verdict == "local_min" and cert.witness is None
+    assert cert.pinned_kinks == 3
+    # every combination of adjacent closed cells: the convex problem cannot beat theta
+    for combo in itertools.product(*ALT4_CELLS):
+        val, _, _ = solve_cells(X4, Y4, list(combo))
+        assert val >= net.objective() * (1 - 1e-7), combo
+
+
+def test_alt4_with_spare_neuron_has_a_witness_path_that_descends(ds4):
+    net = alt4_network()
+    cert = certify(net, ds4, width=5)
+    assert cert.verdict == "kkt"
+    w = cert.witness
+    assert w.kind == "block" and w.rho > 1 + 1e-3
+    pat = tuple(int(i in w.active_points) for i in range(4))
+    s = w.block.sign
+    e = np.array(w.direction)
+    assert np.linalg.norm(e) == pytest.approx(1.0)
+    # e lies in the closed cone of the block and s <e, g(lambda)> = rho > 1 (first-order gain)
+    xt = lifted(X4)
+    assert np.all((2 * np.array(pat) - 1) * (xt @ e) >= -1e-12)
+    g_vec = sum(cert.multipliers[i] * Y4[i] * xt[i] for i in range(4) if pat[i])
+    assert s * e @ g_vec == pytest.approx(w.rho, rel=1e-6)
+    # follow the path: new neuron u = t e (size sqrt(t)), the others re-optimised in their cells
+    own = [cells[0] for cells in ALT4_CELLS]
+    obj0 = net.objective()
+    J_prev = obj0
+    for t in (0.05, 0.2, 0.5):
+        val, us, _ = solve_cells(X4, Y4, own, fixed=[(pat, s, t * e)])
+        signs = [sg for _, sg in own]
+        path_net = balanced_net([*us, t * e], [*signs, s])
+        margins = path_net.margins(ds4.X, ds4.y)
+        # scale-invariant objective: dividing theta by sqrt(min margin) makes every margin >= 1
+        J = path_net.objective() / margins.min()
+        assert path_net.objective() == pytest.approx(val + t, rel=1e-6)
+        assert margins.min() >= 1 - 1e-6
+        assert J < J_prev - 1e-4, (t, J, J_prev)
+        J_prev = J
+        # the new neuron has size sqrt(t), the old ones move continuously
+        assert abs(path_net.v[-1]) == pytest.approx(np.sqrt(t), rel=1e-9)
+
+
+# --------------------------------------------------------------------------- exact arithmetic
+
+
+def test_exact_margins_and_residual_are_proven(ds3):
+    net = v_network()
+    cert = certify(net, ds3, exact=True)
+    ex = cert.exact
+    assert cert.verdict == "global_min"
+    # independent rational margins with fractions.Fraction
+    F = [Fraction(float(t)) for t in X3]
+    margins = []
+    for i in range(3):
+        s = sum(
+            Fraction(float(net.v[j])) * max(Fraction(float(net.W[j, 0])) * F[i] + Fraction(float(net.b[j])), 0)
+            for j in range(3)
+        )
+        margins.append(s * int(Y3[i]))
+    true_min = min(margins)
+    assert Fraction(ex.min_margin_lower) <= true_min
+    assert true_min - Fraction(ex.min_margin_lower) < Fraction(1, 2**50)
+    assert ex.stationarity_upper < 1e-14
+    assert cert.stationarity_residual == ex.stationarity_upper
+
+
+def test_exact_residual_matches_float_on_a_non_kkt_point(ds3):
+    net = v_network()
+    v = net.v.copy()
+    v[0] *= 1 + 1e-3
+    bad = ReLUNetwork(v, net.W, net.b)
+    fl, ex = certify(bad, ds3), certify(bad, ds3, exact=True)
+    assert ex.verdict == fl.verdict == "not_kkt"
+    assert ex.exact.stationarity_upper == pytest.approx(fl.stationarity_residual, rel=1e-9)
+    assert ex.exact.stationarity_upper >= fl.stationarity_residual * (1 - 1e-12)
+
+
+# --------------------------------------------------------------------------- d > 1
+
+
+def test_two_dimensional_single_point_local_min():
+    # one point x = (1, 0), y = +1: KKT gives u = v (w, b) = x~ / ||x~||^2 (a single neuron)
+    xt = np.array([1.0, 0.0, 1.0])
+    u = xt / (xt @ xt)
+    r = np.linalg.norm(u)
+    net = ReLUNetwork([np.sqrt(r)], [u[:2] / np.sqrt(r)], [u[2] / np.sqrt(r)])
+    ds = Dataset(np.array([[1.0, 0.0]]), np.array([1]))
+    cert = certify(net, ds)
+    assert cert.verdict == "local_min"
+    assert cert.lower_bound is None and any("d > 1" in n for n in cert.notes)
+    assert cert.multipliers[0] == pytest.approx(net.objective(), rel=1e-12)
+    assert certify(net, ds, width=2).verdict == "kkt_undecided"
+
+
+# --------------------------------------------------------------------------- bad input and CLI
+
+
+def test_bad_inputs(ds3):
+    net = v_network()
+    with pytest.raises(InputError, match="dimension"):
+        certify(net, Dataset(np.ones((3, 2)) * np.arange(3)[:, None], Y3))
+    with pytest.raises(InputError, match="non-finite"):
+        ReLUNetwork([1.0, np.nan], [[1.0], [2.0]], [0.0, 0.0])
+    with pytest.raises(InputError, match="no neurons"):
+        ReLUNetwork([], np.zeros((0, 1)), [])
+    with pytest.raises(InputError, match="ReLUNetwork"):
+        certify({"v": [1.0]}, ds3)
+    with pytest.raises(InputError, match="width"):
+        certify(net, ds3, width=2)
+    with pytest.raises(InputError, match="tolerance"):
+        CertTolerances(stationarity=-1.0)
+    zero = ReLUNetwork(np.zeros(2), np.zeros((2, 1)), np.zeros(2))
+    assert certify(zero, ds3).verdict == "infeasible"
+
+
+def test_cli_json_and_errors(tmp_path, ds3, capsys):
+    data, netf = tmp_path / "d.csv", tmp_path / "n.json"
+    save_dataset(ds3, data)
+    save_network(v_network(), netf)
+    assert main(["certify", "--data", str(data), "--network", str(netf), "--json", "--exact"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("verdict", "stationarity_residual", "min_margin", "objective", "lower_bound",
+                "multipliers", "tolerances"):
+        assert key in out
+    assert out["verdict"] == "global_min" and len(out["multipliers"]) == 3
+    assert out["objective"] == pytest.approx(V_OPT, rel=1e-12)
+    save_network(ReLUNetwork([1.0], [[1.0, 2.0]], [0.0]), netf)
+    assert main(["certify", "--data", str(data), "--network", str(netf)]) == 2
+    assert "dimension" in capsys.readouterr().err

@@ -1,0 +1,230 @@
+"""Tests of the gradient-descent baseline: exact gradients, margin monotonicity, the exact limit point."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from kktsolver.cli import main
+from kktsolver.data import Dataset, save_dataset
+from kktsolver.errors import InputError
+from kktsolver.gd import aligned_angle, limit_point, loss_and_gradient, train
+from kktsolver.network import ReLUNetwork
+from kktsolver.patterns import SortedSample, all_blocks
+
+
+def _loss_only(theta: np.ndarray, n: int, d: int, dataset: Dataset, loss: str) -> float:
+    return loss_and_gradient(ReLUNetwork.from_theta(theta, n, d), dataset, loss)[0]
+
+
+def _direct_loss(net: ReLUNetwork, dataset: Dataset, loss: str) -> float:
+    q = dataset.y * net(dataset.X)
+    return float(np.mean(np.exp(-q) if loss == "exp" else np.log1p(np.exp(-q))))
+
+
+@pytest.mark.parametrize("loss", ["exp", "logistic"])
+@pytest.mark.parametrize("d", [1, 3])
+def test_gradient_matches_central_differences(loss, d):
+    rng = np.random.default_rng(7 + d)
+    m, n = 12, 5
+    X = rng.standard_normal((m, d))
+    y = np.where(rng.random(m) < 0.3, -1, 1)
+    ds = Dataset(X, y)
+    net = ReLUNetwork(rng.standard_normal(n), rng.standard_normal((n, d)), rng.standard_normal(n))
+    Z = net.preactivations(X)
+    assert np.min(np.abs(Z)) > 1e-3  # away from kinks, so central differences are exact to O(h^2)
+    value, grad = loss_and_gradient(net, ds, loss)
+    assert value == pytest.approx(_direct_loss(net, ds, loss), rel=1e-12)
+    th, h = net.theta, 1e-6
+    fd = np.array(
+        [
+            (_loss_only(th + h * e, n, d, ds, loss) - _loss_only(th - h * e, n, d, ds, loss)) / (2 * h)
+            for e in np.eye(th.size)
+        ]
+    )
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
+
+
+def test_losses_stay_finite_at_huge_margins():
+    # margins ~ 1e4: e^{-q} underflows to 0, the log-domain loss must not
+    ds = Dataset(np.array([0.2, 0.8]), np.array([1, 1]))
+    net = ReLUNetwork([100.0], [[0.0]], [100.0])
+    for loss in ("exp", "logistic"):
+        tr = train(ds, 1, loss=loss, steps=0, residuals=False, clean=False)
+        assert np.isfinite(tr.log_loss[0])
+    from kktsolver.gd import _evaluate, _lift
+
+    for loss in ("exp", "logistic"):
+        ev = _evaluate(net.v, np.column_stack([net.W, net.b]), _lift(ds.X), ds.y.astype(float), loss, True)
+        # exp: log L = -1e4 exactly; logistic: log(log1p(e^-q)) = -q to double precision
+        assert ev.log_loss == pytest.approx(-1e4, rel=1e-12)
+        assert np.all(np.isfinite(ev.grad_v)) and np.all(np.isfinite(ev.grad_U))
+
+
+def test_normalized_margin_nondecreasing_late_exp_loss(three_point_v):
+    # Lyu & Li: for the exp loss with a small enough step the (smoothed) normalised margin increases
+    # once the data are separated. Tiny case, plain GD with a small step.
+    tr = train(three_point_v, 6, loss="exp", lr=0.1, steps=8_000, seed=0, record_every=250,
+               residuals=False, clean=False)
+    sep = np.flatnonzero(tr.normalized_margin > 0)
+    assert sep.size and sep[0] < len(tr.steps) // 2, "GD should separate the V early"
+    late = slice(len(tr.steps) // 2, None)
+    gamma, smooth = tr.normalized_margin[late], tr.smoothed_margin[late]
+    assert np.all(np.diff(smooth) >= -1e-12)
+    assert np.all(np.diff(gamma) >= -1e-9 * gamma[:-1])
+    assert gamma[-1] > gamma[0]  # and it actually moves
+    # smoothed margin <= normalised margin (log sum e^{-q} >= -min q)
+    assert np.all(tr.smoothed_margin[sep] <= tr.normalized_margin[sep] + 1e-15)
+
+
+@pytest.fixture(scope="module")
+def v_run():
+    ds = Dataset(np.array([[0.1], [0.5], [0.9]]), np.array([1, -1, 1]), {"support": [0.0, 1.0]})
+    tr = train(ds, 6, loss="exp", lr=0.1, steps=20_000, seed=0, normalized=True, record_every=2000)
+    return ds, tr, limit_point(tr)
+
+
+def test_limit_point_of_long_run_on_v_is_certified_global_optimum(v_run):
+    ds, tr, lp = v_run
+    assert lp.verdict == "global_min"
+    # independent check of the optimum: the full convex program over every block, in cvxpy
+    import cvxpy as cp
+
+    s = SortedSample.from_dataset(ds)
+    blocks = all_blocks(s.m)
+    U = cp.Variable((len(blocks), 2))
+    cons = []
+    margin = [0] * s.m
+    for k, blk in enumerate(blocks):
+        act = np.arange(s.m)[blk.active(s.m)]
+        G = np.array([s.xt[i] for i in act]), np.array([s.xt[i] for i in range(s.m) if i not in act])
+        cons += [G[0] @ U[k] >= 0] + ([G[1] @ U[k] <= 0] if len(G[1]) else [])
+        for i in act:
+            margin[i] = margin[i] + blk.sign * (s.xt[i] @ U[k])
+    cons += [s.y[i] * margin[i] >= 1 for i in range(s.m)]
+    prob = cp.Problem(cp.Minimize(cp.sum(cp.norm(U, axis=1))), cons)
+    prob.solve(solver="CLARABEL")
+    assert lp.objective == pytest.approx(prob.value, rel=1e-7)
+    assert lp.certificate.stationarity_residual <= 1e-9
+    # the GD direction is close to it and its rescaled objective is above it
+    assert lp.gd_objective >= lp.objective * (1 - 1e-12)
+    assert lp.angle < 0.2
+
+
+def test_angle_to_limit_decreases_along_the_run(v_run):
+    _, tr, lp = v_run
+    hist = lp.angle_history
+    assert hist.shape == tr.steps.shape
+    sep = np.flatnonzero(tr.normalized_margin > 0)[0]
+    late = hist[sep:]
+    assert np.all(np.diff(late) <= 1e-12)
+    assert late[-1] < 0.5 * late[0]
+    assert hist[-1] == pytest.approx(lp.angle)
+    # and the rescaled objective decreases towards the exact optimum
+    assert tr.objective[-1] < tr.objective[sep]
+
+
+def test_aligned_angle_handles_permutation_and_split_neurons(three_point_v):
+    # the exact point, then the same function with neurons permuted and one neuron split in two parallel
+    # copies (mass 1/4 and 3/4), padded with a zero neuron: the angle must be 0
+    from kktsolver.gd import _align
+    from kktsolver.patterns import Block, block_of_neuron, network_from_blocks
+
+    s = SortedSample.from_dataset(three_point_v)
+    # the optimum of the V (MATH.md section 3 map): a negative all-active neuron, two kinks on x = 0.5
+    U = np.array([[0.4, 0.8], [5.4, -2.7], [-4.6, 2.3]])
+    signs = [-1, 1, 1]
+    blocks = [block_of_neuron(u[0], u[1], sg, s) for u, sg in zip(U, signs)]
+    assert blocks[0] == Block("all", 0, -1) and blocks[1].pinned and blocks[2].pinned
+    base = network_from_blocks(blocks, U)
+    v, W, b = base.v, base.W[:, 0], base.b
+    c = np.sqrt([0.25, 0.75])
+    net = ReLUNetwork(
+        [v[2], c[0] * v[0], 0.0, v[1], c[1] * v[0]],
+        [W[2], c[0] * W[0], 0.0, W[1], c[1] * W[0]],
+        [b[2], c[0] * b[0], 0.0, b[1], c[1] * b[0]],
+    )
+    nb = [block_of_neuron(float(w), float(bb), float(vv), s) for vv, w, bb in zip(net.v, net.W[:, 0], net.b)]
+    al = _align(nb, blocks, U, 1e-9, 1e-6)
+    assert aligned_angle(net, al) == pytest.approx(0.0, abs=1e-7)
+    # flipping the output sign of neuron 3 (block sign +1): it no longer matches its group
+    net2 = ReLUNetwork(net.v * np.array([1, 1, 1, -1, 1]), net.W, net.b)
+    a2 = aligned_angle(net2, al)
+    T = np.column_stack([net.v, net.W, net.b])
+    T2 = np.column_stack([net2.v, net2.W, net2.b])
+    # balanced neuron: a = <(-v, w, b), (v, w, b)> = -v^2 + ||(w, b)||^2 = 0, so it adds nothing to
+    # <theta, theta*> while ||theta|| and ||theta*|| are unchanged
+    expected = np.arccos((np.sum(T * T) - np.sum(T[3] ** 2)) / (np.linalg.norm(T2) * np.linalg.norm(T)))
+    assert a2 == pytest.approx(expected, rel=1e-9)
+
+
+def test_callback_stops_early_and_validation(three_point_v):
+    seen = []
+
+    def cb(step, net):
+        seen.append(step)
+        return step >= 300
+
+    tr = train(three_point_v, 3, steps=10_000, record_every=100, callback=cb, residuals=False, clean=False)
+    assert tr.stopped == "callback" and tr.steps[-1] == 300 and seen == [0, 100, 200, 300]
+    assert tr.patterns.shape == (4, 3, 3)
+    np.testing.assert_array_equal(tr.patterns[-1], tr.network.preactivations(three_point_v.X) > 0)
+    with pytest.raises(InputError, match="loss"):
+        train(three_point_v, 3, loss="hinge")
+    with pytest.raises(InputError, match="width"):
+        train(three_point_v, 0)
+    with pytest.raises(InputError, match="separate"):
+        limit_point(ReLUNetwork([0.0], [[1.0]], [0.0]), three_point_v)
+
+
+def test_cli_json(tmp_path, three_point_v, capsys):
+    path = save_dataset(three_point_v, tmp_path / "v.csv")
+    rc = main(["gd", str(path), "--width", "6", "--steps", "3000", "--lr", "0.1", "--normalized", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    fin, lim = out["final"], out["limit_point"]
+    assert fin["steps"] == 3000 and fin["normalized_margin"] > 0
+    assert fin["objective"] >= lim["objective"] * (1 - 1e-9)
+    net = ReLUNetwork.from_dict(lim["network"])
+    assert net.objective() == pytest.approx(lim["objective"], rel=1e-9)
+    assert min(net.margins(three_point_v.X, three_point_v.y)) == pytest.approx(1.0, abs=1e-9)
+    assert main(["gd", str(path), "--width", "0", "--steps", "10"]) == 2
+
+
+def test_pytorch_export_recipe(tmp_path, three_point_v):
+    torch = pytest.importorskip("torch")
+    from kktsolver.certify import certify
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1, bias=False))
+    model = model.double()
+    x = torch.tensor(three_point_v.X)
+    y = torch.tensor(three_point_v.y, dtype=torch.float64)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2000):
+        opt.zero_grad()
+        loss = torch.exp(-y * model(x).squeeze(1)).mean()
+        loss.backward()
+        opt.step()
+    # --- the recipe of docs/gd.md ---
+    first, last = model[0], model[2]
+    obj = {
+        "v": last.weight.detach().reshape(-1).tolist(),
+        "W": first.weight.detach().tolist(),
+        "b": first.bias.detach().tolist(),
+    }
+    (tmp_path / "net.json").write_text(json.dumps(obj))
+    # ---
+    from kktsolver.network import load_network
+
+    net = load_network(tmp_path / "net.json")
+    with torch.no_grad():
+        expected = model(x).squeeze(1).numpy()
+    np.testing.assert_allclose(net(three_point_v.X), expected, rtol=1e-12, atol=1e-12)
+    # the trained model separates the V; its rescaled version can be certified
+    q = net.margins(three_point_v.X, three_point_v.y)
+    assert q.min() > 0
+    cert = certify(net.scaled(1 / np.sqrt(q.min())), three_point_v)
+    assert cert.min_margin == pytest.approx(1.0, rel=1e-9)
