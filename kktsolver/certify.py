@@ -3,48 +3,53 @@
 Finds the best Clarke multipliers by a linear program, reports documented residuals, a certified
 optimality interval (1-D) and a verdict with evidence (MATH.md sections 2-3, F3, F4).
 
-Verdicts (checked in this order; every threshold is a field of :class:`CertTolerances`)
----------------------------------------------------------------------------------------
+Verdicts (decided in this order; every threshold is a field of :class:`CertTolerances`)
+----------------------------------------------------------------------------------------
 ``infeasible``
-    min_i y_i N(x_i) < 1 - ``feasibility``.  Proven up to float rounding of the margins (exactly
-    with ``exact=True``).
-``not_kkt``
-    Feasible, but no multipliers (lambda, mu) bring the relative stationarity residual
-    ||theta - sum_i lambda_i h_i|| / ||theta|| down to ``stationarity``, where lambda_i >= 0 may be
-    nonzero only on points with margin <= 1 + ``active`` and mu_ij in [0, lambda_i] only exists
-    where neuron j's kink is within ``kink`` of data point i (relative preactivation, see
-    :func:`kink_pairs`). Because the LP minimises the L1 norm of the residual, the reported L2
-    residual is within a factor sqrt(n (d + 2)) of the best possible L2 residual; ``not_kkt`` is
-    declared only when even the L1 optimum exceeds ``stationarity * ||theta||`` *and* the L2 residual of
-    the LP solution does, so the verdict is never caused by the L1/L2 mismatch alone.
+    min_i y_i N(x_i) < 1 - ``feasibility``. Up to float rounding of the margins (proven with
+    ``exact=True``).
 ``global_min`` (1-D only)
-    KKT as above and (1/2||theta||^2 - LB) / (1/2||theta||^2) <= ``gap`` where
+    Feasible and (1/2||theta||^2 - LB) / (1/2||theta||^2) <= ``gap``, with
     LB = sum lambda / max(1, max_k rho_k(lambda)) over ALL 1-D blocks (MATH.md section 3). LB is a
-    lower bound on min (P) for every lambda >= 0 (any width), so this proves global optimality up to
-    ``gap`` and the float rounding of rho_k (a handful of ulps).
+    lower bound on min (P) for every lambda >= 0 and every width, so this proves global optimality
+    up to ``gap`` and the float rounding of rho_k, whatever the stationarity residual (a point
+    within eps of the optimum value may have residuals of order sqrt(eps); ``notes`` says so).
+    lambda: the KKT multipliers, then the maximiser of sum lambda subject to max_k rho_k <= 1
+    among lambda >= 0 supported on the active points (the dual of (C_all); a small SOCP).
+``not_kkt``
+    Feasible, but the best multipliers found leave a relative stationarity residual
+    ||theta - sum_i lambda_i h_i||_2 / ||theta||_2 > ``stationarity``, where lambda_i >= 0 may be
+    nonzero only on points with margin <= 1 + ``active`` and mu_ij in [0, lambda_i] exists only
+    where neuron j's kink is within ``kink`` of data point i (:func:`kink_pairs`). The LP
+    (HiGHS) minimises the L1 residual and is then polished by active-set least squares; when the
+    L2 residual is still above tolerance but the L1 optimum does not prove that every L2 residual
+    is (L2 >= L1 / sqrt(n (d + 2))), the L2 problem is solved too, so the verdict does not hinge
+    on the norm.
 ``local_min``
-    KKT and no descent path exists in a neighbourhood at the given ``width`` (MATH.md F4):
-    * no kink on a data point and no spare neuron: the point is optimal in its own cell (any d);
-    * 1-D, kinks on data points: for every combination of adjacent closed cells of the pinned neurons
-      the cell's convex problem is optimal at u, i.e. its KKT linear system has a solution with
-      residual <= ``stationarity`` (one LP per combination, at most 2^``max_cells_log2``);
-    * 1-D, one spare zero neuron (width - #nonzero neurons = 1): additionally, in every such cell,
-      min over the multiplier polytope of rho_k <= 1 + ``rho`` for every block k (convex programs);
-      with two or more spare neurons a single multiplier vector with max_k rho_k <= 1 + ``rho`` in
-      every cell is required (sufficient; necessary when the multipliers are unique).
-    "Multiplier polytope" means the set of (lambda, mu) satisfying the sign/box constraints whose L1
-    stationarity residual is within ``stationarity`` (relative) of the LP optimum, so all statements are
-    up to that tolerance.
+    KKT and no descent path in a neighbourhood at the given ``width`` (MATH.md F4):
+
+    * no kink on a data point and no spare neuron: optimal in its own cell (any d);
+    * 1-D with kinks on data points: for every combination of adjacent closed cells of the pinned
+      neurons, the cell's convex problem is optimal at u, i.e. its KKT system (the Clarke box of mu
+      replaced by that cell's sign condition) has a solution with residual <= ``stationarity``;
+    * 1-D with one spare zero neuron (width - #nonzero neurons = 1): also, in every such cell,
+      min over the cell's multiplier polytope of rho_k <= 1 + ``rho`` for every block k. With two
+      or more spare neurons, a multiplier vector with max_k rho_k <= 1 + ``rho`` in every cell is
+      required (sufficient; also necessary when the multipliers are unique).
+
+    A "multiplier polytope" is the set of multipliers satisfying the sign constraints whose
+    relative L1 residual is within ``stationarity`` of the best one found, so these statements
+    hold up to that tolerance.
 ``kkt``
-    KKT, but proven not a local minimum at the given width; ``witness`` says why: ``kind="block"``
-    (a spare neuron started in that block with size sqrt(t) along ``direction`` lowers 1/2||theta||^2
-    while staying feasible: min over the multiplier polytope of rho_k > 1 + ``rho``) or ``kind="cell"``
-    (an adjacent cell of the pinned kinks whose convex problem is not optimal at u: its best
-    stationarity residual exceeds ``stationarity``; the F3 situation).
+    KKT, but not a local minimum at the given width; ``witness`` shows why. ``kind="block"``: a
+    spare neuron started in that block as u = t * ``direction`` (size sqrt(t)) gives a feasible
+    path of strictly smaller 1/2||theta||^2, because min over the multiplier polytope of
+    rho_k > 1 + ``rho``. ``kind="cell"``: an adjacent cell of the pinned kinks whose convex problem
+    is not optimal at u (best residual > ``stationarity``; the F3 situation).
 ``kkt_undecided``
-    KKT, but local minimality could not be decided: d > 1 with spare neurons or kinks on data points
-    (the blocks of R^d are not enumerated), more than 2^``max_cells_log2`` cell combinations, or two
-    or more spare neurons with non-unique multipliers and no single violated block. ``notes`` says which.
+    KKT, local minimality not decided: d > 1 with spare neurons or kinks on data points (the blocks
+    of R^d are not enumerated), more than 2^``max_cells_log2`` cell combinations, or two or more
+    spare neurons with non-unique multipliers and no single violated block. ``notes`` says which.
 """
 
 from __future__ import annotations
@@ -122,12 +127,14 @@ class CertTolerances:
 class Witness:
     """Evidence that a KKT point is not a local minimum at the given width.
 
-    ``kind="block"``: a new neuron in ``block`` (1-D block of the sorted sample; its active points in
-    dataset order are ``active_points``) started as u = t * ``direction`` (size sqrt(t) after balancing)
-    decreases the objective; ``rho`` = min over the multiplier polytope of rho_k (> 1).
-    ``kind="cell"``: the pinned neurons listed in ``cell`` (each with the data point carrying its kink
-    and the side chosen: "include" / "exclude" that point) define an adjacent cell whose convex problem
-    is not optimal at u; ``residual`` is that cell's best relative stationarity residual (> tolerance).
+    ``kind="block"``: a new neuron in ``block`` (a 1-D block of the sorted sample; its active
+    points in dataset order are ``active_points``) started as u = t * ``direction`` (unit vector,
+    size sqrt(t) after balancing) decreases the objective; ``rho`` = min over the multiplier
+    polytope of rho_k (> 1). If the point has kinks on data points, ``cell`` names the adjacent
+    cell in which this holds. ``kind="cell"``: the pinned neurons listed in ``cell`` (each with the
+    data point carrying its kink and the side chosen, "include" / "exclude" that point) define an
+    adjacent cell whose convex problem is not optimal at u; ``residual`` is that cell's best
+    relative stationarity residual (> tolerance).
     """
 
     kind: str
@@ -150,15 +157,21 @@ class Witness:
 class ExactCheck:
     """Numbers proven in rational arithmetic (``exact=True``), each rounded outward to a float.
 
-    ``min_margin_lower``: min_i y_i N(x_i) of the network exactly as given (floats read as rationals),
-    rounded down. ``stationarity_upper``: ||theta' - sum lambda_i h_i(theta')||_2 / ||theta'||_2 rounded
-    up, for the rational lambda, mu reported (lambda >= 0, zero off the active set, 0 <= mu <= lambda),
-    where theta' is theta with each pinned neuron's bias replaced by the exact rational -<w_j, x_i> that
-    puts its kink exactly on its data point (theta' = theta when no kink is within tolerance), and h_i
-    uses exact activation signs. ``snap_distance_upper``: ||theta' - theta|| / ||theta|| rounded up.
-    ``min_margin_snapped_lower``: min margin of theta', rounded down. ``complementary_slackness_upper``:
-    sum_i lambda_i |y_i N'(x_i) - 1| / sum_i lambda_i for theta', rounded up. Not proven: anything about
-    rho_k, the lower bound, local or global optimality, or that these lambda are the best ones.
+    Data and weights are read exactly (every float is a rational). With lambda, mu the reported
+    multipliers as rationals (lambda >= 0, zero off the active set, 0 <= mu <= lambda):
+
+    * ``min_margin_lower``: min_i y_i N(x_i) of the network as given, rounded down;
+    * ``stationarity_upper``: ||theta' - sum_i lambda_i h_i(theta')||_2 / ||theta'||_2 rounded up,
+      where theta' is theta with the bias of each neuron carrying a mu replaced by the rational
+      -<w_j, x_i> that puts its kink exactly on that point (theta' = theta if there is none) and
+      h_i uses the exact activation signs (mu only where z_ij = 0 exactly);
+    * ``snap_distance_upper``: ||theta' - theta|| / ||theta|| rounded up;
+    * ``min_margin_snapped_lower``: min margin of theta', rounded down;
+    * ``complementary_slackness_upper``: sum_i lambda_i |y_i N'(x_i) - 1| / sum_i lambda_i for
+      theta', rounded up.
+
+    Not proven: rho_k, the lower bound, local or global optimality, or that no better multipliers
+    exist (they come from the float LP).
     """
 
     min_margin_lower: float
@@ -179,16 +192,22 @@ class ExactCheck:
 class Certificate:
     """The result of :func:`certify`; see the module docstring for what each verdict proves.
 
-    Residuals (all relative; None when undefined, e.g. theta = 0):
-    ``stationarity_residual`` = ||theta - sum lambda_i h_i||_2 / ||theta||_2 with the multipliers found
-    (proven upper bound when ``exact``); ``min_margin`` = min_i y_i N(x_i) (so primal feasibility is
-    min_margin - 1); ``complementary_slackness`` = sum lambda_i |y_i N(x_i) - 1| / sum lambda_i;
-    ``balance_residual`` = max_j | |v_j| - ||(w_j, b_j)|| | / ||theta||; ``euler_residual`` =
-    |1/2||theta||^2 - sum lambda| / (1/2||theta||^2); Lyu & Li's (eps, delta)-KKT numbers
-    ``lyu_li_eps`` = ||theta - sum lambda_i h_i||_2 (absolute) and ``lyu_li_delta`` =
-    sum lambda_i (y_i N(x_i) - 1) (absolute). ``lower_bound`` <= min (P) (1-D only, None otherwise),
-    ``relative_gap`` = (objective - lower_bound) / objective (None if infeasible or no bound).
-    ``multipliers`` (length m, dataset order) and ``mu`` (list of (point, neuron, mu_ij)).
+    Residuals (relative unless said otherwise; None when undefined, e.g. theta = 0):
+
+    * ``stationarity_residual`` = ||theta - sum lambda_i h_i||_2 / ||theta||_2 for the multipliers
+      found (proven upper bound when ``exact``);
+    * ``min_margin`` = min_i y_i N(x_i) (primal feasibility is min_margin - 1; proven lower bound
+      when ``exact``);
+    * ``complementary_slackness`` = sum lambda_i |y_i N(x_i) - 1| / sum lambda_i;
+    * ``balance_residual`` = max_j | |v_j| - ||(w_j, b_j)|| | / ||theta||;
+    * ``euler_residual`` = |1/2||theta||^2 - sum lambda| / (1/2||theta||^2);
+    * Lyu & Li's (eps, delta)-KKT numbers, absolute: ``lyu_li_eps`` = ||theta - sum lambda_i h_i||_2
+      and ``lyu_li_delta`` = sum lambda_i (y_i N(x_i) - 1);
+    * ``lower_bound`` <= min (P) (1-D only, else None); ``relative_gap`` =
+      (objective - lower_bound) / objective (None if infeasible or no bound); ``max_rho`` =
+      max_k rho_k of the multipliers giving the bound.
+
+    ``multipliers``: length m, dataset order; ``mu``: list of (point, neuron, mu_ij) on kink pairs.
     """
 
     verdict: str
@@ -231,7 +250,7 @@ class Certificate:
 def kink_pairs(
     Z: np.ndarray, net: ReLUNetwork, Xt: np.ndarray, kink_tol: float, live: np.ndarray
 ) -> np.ndarray:
-    """Pairs (i, j) with |z_ij| <= kink_tol ||(w_j, b_j)|| ||x~_i|| among live neurons, shape (P, 2).
+    """Pairs (i, j) with |z_ij| <= kink_tol ||(w_j, b_j)|| ||x~_i||, live neurons only: (P, 2).
 
     The same relative rule as :func:`kktsolver.patterns.block_of_neuron` (there in 1-D).
     """
@@ -244,8 +263,8 @@ def kink_pairs(
 class _System:
     """Scaled linear KKT system  A_lam lam' + A_mu mu' + r = theta / ||theta||  (MATH.md section 2).
 
-    Unknowns are scaled, lam_i = c_i lam'_i and mu_ij = c_i mu'_ij, so every column has unit size and
-    the LP is well conditioned whatever the scale of theta.
+    Unknowns are scaled, lam_i = c_i lam'_i and mu_ij = c_i mu'_ij, so every column has unit size
+    and the LP is well conditioned whatever the scale of theta.
     """
 
     A_lam: sparse.csr_matrix  # (N, na)
@@ -253,9 +272,8 @@ class _System:
     rhs: np.ndarray  # (N,)
     active: np.ndarray  # dataset indices of the points that may carry lambda
     pairs: np.ndarray  # (P, 2) (i, j) kink pairs
-    pair_col: (
-        np.ndarray
-    )  # (P,) column of lam' that bounds each mu' (-1: inactive point, lambda_i = 0)
+    # (P,) column of lam' that bounds each mu' (-1: point not active, so lambda_i = 0)
+    pair_col: np.ndarray
     sigma: np.ndarray  # (P,) s_j y_i
     c: np.ndarray  # (na,) column scales of lambda
     cmu: np.ndarray  # (P,) column scales of mu
@@ -270,6 +288,12 @@ def _build_system(
     active: np.ndarray,
     pairs: np.ndarray,
 ) -> _System:
+    """The stationarity equations of MATH.md section 2 as a sparse linear system.
+
+    Rows: v_j (j = 1..n), then (w_j, b_j) neuron by neuron. Column i (active point): h_i, i.e.
+    y_i relu(z_ij) in row v_j and y_i v_j x~_i in the rows of (w_j, b_j) when z_ij > 0 off the
+    kink pairs. Column p (kink pair (i, j)): y_i v_j x~_i in the rows of (w_j, b_j).
+    """
     n, d1 = net.n, Xt.shape[1]
     N = n * (1 + d1)
     norm_theta = float(np.linalg.norm(net.theta))
@@ -348,11 +372,6 @@ def _build_system(
     )
 
 
-def _theta_rows(net: ReLUNetwork) -> np.ndarray:
-    """theta in the row layout of :class:`_System`: (v, then (w_j, b_j) neuron by neuron)."""
-    return np.concatenate([net.v, np.column_stack([net.W, net.b]).ravel()])
-
-
 def _mode_rows(sys_: _System, modes: np.ndarray) -> tuple[sparse.csr_matrix, np.ndarray, list]:
     """Inequalities  A_ub [lam', mu'] <= 0  and mu' bounds for each pair's mode.
 
@@ -394,7 +413,7 @@ def _mode_rows(sys_: _System, modes: np.ndarray) -> tuple[sparse.csr_matrix, np.
 
 
 def _solve_lp(sys_: _System, modes: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """min ||r||_1 over the KKT system with the given pair modes; returns (lam', mu', ||r||_1 scaled)."""
+    """min ||r||_1 over the KKT system with the given pair modes: (lam', mu', scaled ||r||_1)."""
     N, na = sys_.A_lam.shape
     P = sys_.pairs.shape[0]
     I = sparse.identity(N, format="csr")
@@ -419,24 +438,95 @@ def _solve_lp(sys_: _System, modes: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 
 def _residual(sys_: _System, lam_s: np.ndarray, mu_s: np.ndarray) -> np.ndarray:
-    """Scaled residual r = theta/||theta|| - A_lam lam' - A_mu mu' (multiply by ||theta|| for absolute)."""
+    """Scaled residual r = theta/||theta|| - A_lam lam' - A_mu mu' (times ||theta||: absolute)."""
     return sys_.rhs - sys_.A_lam @ lam_s - (sys_.A_mu @ mu_s if mu_s.size else 0.0)
 
 
-def _clip_modes(sys_: _System, lam_s: np.ndarray, mu_s: np.ndarray) -> np.ndarray:
-    """Project mu' into the Clarke box [0, lam'_i] (removes the LP's rounding)."""
+def _pair_bounds(
+    sys_: _System, modes: np.ndarray, lam_s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of each mu' given lam' and the pair modes (see :func:`_mode_rows`)."""
+    P = sys_.pairs.shape[0]
+    li = np.where(sys_.pair_col >= 0, lam_s[np.maximum(sys_.pair_col, 0)] if lam_s.size else 0, 0.0)
+    lo, hi = np.full(P, -np.inf), np.full(P, np.inf)
+    pos = sys_.sigma > 0
+    clarke, excl, incl = modes == 0, modes == 1, modes == 2
+    lo[clarke], hi[clarke] = 0.0, li[clarke]
+    hi[excl & pos], lo[excl & ~pos] = 0.0, 0.0
+    lo[incl & pos], hi[incl & ~pos] = li[incl & pos], li[incl & ~pos]
+    return lo, hi
+
+
+def _project(sys_: _System, modes: np.ndarray, lam_s: np.ndarray, mu_s: np.ndarray):
+    """Clip lam' >= 0 and each mu' into its mode's bounds (removes the solvers' rounding)."""
+    lam_s = np.maximum(lam_s, 0.0)
     if not mu_s.size:
-        return mu_s
-    upper = np.where(
-        sys_.pair_col >= 0, lam_s[np.maximum(sys_.pair_col, 0)] if lam_s.size else 0.0, 0.0
-    )
-    return np.clip(mu_s, 0.0, upper)
+        return lam_s, mu_s
+    lo, hi = _pair_bounds(sys_, modes, lam_s)
+    return lam_s, np.minimum(np.maximum(mu_s, lo), hi)
+
+
+def _polish(
+    sys_: _System, modes: np.ndarray, lam_s: np.ndarray, mu_s: np.ndarray, rounds: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Active-set least squares from an LP solution (MATH.md section 5, "polishing").
+
+    The LP is only accurate to HiGHS's tolerances (~1e-7). Keep its support: lam'_i > 0, and each
+    mu' either at a bound (0 or lam'_i: tied to its lam column) or free; solve the equality system
+    on that support by least squares; drop variables that leave their bounds and repeat.
+    """
+    na, P = lam_s.size, mu_s.size
+    eps = 1e-6 * max(1.0, float(np.max(np.abs(lam_s), initial=0.0)))
+    lam_free = lam_s > eps
+    lo, hi = _pair_bounds(sys_, modes, lam_s)
+    # pair state: 0 = fixed at 0, 1 = tied to lam_i (mu = lam_i), 2 = free
+    state = np.full(P, 2, dtype=int)
+    col = sys_.pair_col
+    for p in range(P):
+        if abs(mu_s[p]) <= eps and (lo[p] == 0 or hi[p] == 0):
+            state[p] = 0
+        elif (
+            col[p] >= 0
+            and abs(mu_s[p] - lam_s[col[p]]) <= eps
+            and (lo[p] == lam_s[col[p]] or hi[p] == lam_s[col[p]])
+        ):
+            state[p] = 1
+    A_lam, A_mu = sys_.A_lam.tocsc(), sys_.A_mu.tocsc()
+    for _ in range(rounds):
+        state[(state == 1) & ~np.isin(col, np.flatnonzero(lam_free))] = 0
+        cols = []
+        for i in np.flatnonzero(lam_free):
+            c = A_lam[:, i].toarray().ravel()
+            for p in np.flatnonzero((state == 1) & (col == i)):
+                c = c + A_mu[:, p].toarray().ravel()
+            cols.append(c)
+        fp = np.flatnonzero(state == 2)
+        cols += [A_mu[:, p].toarray().ravel() for p in fp]
+        if not cols:
+            return np.zeros(na), np.zeros(P)
+        sol = np.linalg.lstsq(np.column_stack(cols), sys_.rhs, rcond=None)[0]
+        lam = np.zeros(na)
+        lam[lam_free] = sol[: lam_free.sum()]
+        mu = np.zeros(P)
+        mu[fp] = sol[lam_free.sum() :]
+        tied = state == 1
+        mu[tied] = lam[col[tied]]
+        lo, hi = _pair_bounds(sys_, modes, lam)
+        bad_lam = lam_free & (lam < 0)
+        bad_lo, bad_hi = (state == 2) & (mu < lo), (state == 2) & (mu > hi)
+        if not (bad_lam.any() or bad_lo.any() or bad_hi.any()):
+            return lam, mu
+        lam_free &= ~bad_lam
+        for p in np.flatnonzero(bad_lo | bad_hi):
+            bound = lo[p] if bad_lo[p] else hi[p]
+            state[p] = 0 if bound == 0 or col[p] < 0 else 1
+    return _project(sys_, modes, lam, mu)
 
 
 def _best_multipliers(
     sys_: _System, modes: np.ndarray, stat_tol: float
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Multipliers with the smallest stationarity residual: (lam', mu', L1 optimum, relative L2 residual).
+    """Multipliers of least stationarity residual: (lam', mu', their L1 and L2 relative residuals).
 
     The LP minimises the L1 norm; its L2 residual can exceed the best L2 residual by up to sqrt(N).
     When the LP's L2 residual is above ``stat_tol`` but the L1 optimum does not already prove that
@@ -444,8 +534,12 @@ def _best_multipliers(
     verdict never hinges on the choice of norm.
     """
     lam_s, mu_s, r1 = _solve_lp(sys_, modes)
-    mu_s = _clip_modes(sys_, lam_s, mu_s) if not np.any(modes) else mu_s
+    lam_s, mu_s = _project(sys_, modes, lam_s, mu_s)
     stat = float(np.linalg.norm(_residual(sys_, lam_s, mu_s)))
+    lam_p, mu_p = _project(sys_, modes, *_polish(sys_, modes, lam_s, mu_s))
+    stat_p = float(np.linalg.norm(_residual(sys_, lam_p, mu_p)))
+    if stat_p < stat:
+        lam_s, mu_s, stat = lam_p, mu_p, stat_p
     N = sys_.rhs.size
     if stat > stat_tol and r1 / np.sqrt(N) <= stat_tol:
         import cvxpy as cp
@@ -457,14 +551,14 @@ def _best_multipliers(
         _solve_cvx(prob)
         lam2 = np.maximum(np.asarray(lam.value, dtype=float), 0.0)
         mu2 = np.asarray(mu.value, dtype=float) if mu is not None else np.zeros(0)
-        mu2 = _clip_modes(sys_, lam2, mu2) if not np.any(modes) else mu2
+        lam2, mu2 = _project(sys_, modes, lam2, mu2)
         stat2 = float(np.linalg.norm(_residual(sys_, lam2, mu2)))
         if stat2 < stat:
             lam_s, mu_s, stat = lam2, mu2, stat2
-    return lam_s, mu_s, r1, stat
+    return lam_s, mu_s, float(np.abs(_residual(sys_, lam_s, mu_s)).sum()), stat
 
 
-# ----------------------------------------------------------------- 1-D blocks: rho, polytope programs
+# ------------------------------------------------------------- 1-D blocks: rho, polytope programs
 
 
 @dataclass(frozen=True, eq=False)
@@ -505,7 +599,7 @@ def _lam_sorted(sys_: _System, b1: _Blocks1D, lam_s: np.ndarray) -> np.ndarray:
 
 
 def _polytope_cvx(sys_: _System, modes: np.ndarray, r1_bound: float | None):
-    """cvxpy variable lam' and the constraints of the polytope {L1 residual <= r1_bound, mode signs}.
+    """cvxpy variable lam' and constraints of the polytope {L1 residual <= r1_bound, mode signs}.
 
     With ``r1_bound=None`` the residual is left free and the mu' variable is appended as the last
     element of the returned list (for the L2 refinement).
@@ -545,15 +639,34 @@ def _solve_cvx(prob) -> None:
         raise SolverError(f"multiplier-polytope program ended with status {prob.status}")
 
 
-def _rho_cvx(b1: _Blocks1D, k_list: list[int], lam, t):
-    """SOC constraints rho_k(lam) <= t for blocks k (rho_k = dist(s_k g_k, polar cone), Moreau)."""
+def _rho_le(b1: _Blocks1D, ks: list[int], Z, t) -> list:
+    """Constraints rho_k <= t for the rows z_k of the (len(ks), 2) cvxpy expression Z.
+
+    By Moreau, rho_k(z) = ||Proj_cone(z)|| = dist(z, polar cone), and the polar of the wedge spanned
+    by the unit edges e1, e2 is {p : <p, e1> <= 0, <p, e2> <= 0}. So rho_k(z) <= t iff some w with
+    ||w|| <= t has <z - w, e1> <= 0 and <z - w, e2> <= 0. (Writing the polar as -G^T a instead is
+    badly conditioned: the wedges between close data points are thin and a would be huge.)
+    """
     import cvxpy as cp
 
-    cons = []
-    a = cp.Variable((len(k_list), 2), nonneg=True)
-    for r, k in enumerate(k_list):
-        cons.append(cp.SOC(t, b1.Gs[k] @ lam + b1.cones[k].T @ a[r]))
-    return cons
+    E1, E2 = b1.directions[0][ks], b1.directions[1][ks]
+    W = cp.Variable((len(ks), 2))
+    D = Z - W
+    tt = t * np.ones(len(ks)) if isinstance(t, cp.Expression) else np.full(len(ks), float(t))
+    return [
+        cp.SOC(tt, W, axis=1),
+        cp.sum(cp.multiply(D, E1), axis=1) <= 0,
+        cp.sum(cp.multiply(D, E2), axis=1) <= 0,
+    ]
+
+
+def _z_expr(b1: _Blocks1D, ks: list[int], lam, z0: np.ndarray | None = None):
+    """The (len(ks), 2) expression s_k g_k(lam' [+ z0 offset]) for the blocks ks."""
+    import cvxpy as cp
+
+    Gs = b1.Gs[ks].reshape(2 * len(ks), -1)
+    Zf = Gs @ lam if z0 is None else z0 + Gs @ lam
+    return cp.reshape(Zf, (len(ks), 2), order="C")
 
 
 def _min_max_rho(
@@ -569,17 +682,31 @@ def _min_max_rho(
     lam, cons = _polytope_cvx(sys_, modes, r1_bound)
     t = cp.Variable()
     ks = list(range(len(b1.blocks))) if k_list is None else k_list
-    if len(ks) > 1:  # vectorised SOC for many blocks
-        a = cp.Variable((len(ks), 2), nonneg=True)
-        Gs = b1.Gs[ks].reshape(2 * len(ks), -1)
-        GT = sparse.block_diag([b1.cones[k].T for k in ks], format="csr")
-        Zf = Gs @ lam + GT @ cp.reshape(a, (2 * len(ks),), order="C")
-        cons.append(cp.SOC(t * np.ones(len(ks)), cp.reshape(Zf, (len(ks), 2), order="C"), axis=1))
-    else:
-        cons += _rho_cvx(b1, ks, lam, t)
+    cons += _rho_le(b1, ks, _z_expr(b1, ks, lam), t)
     prob = cp.Problem(cp.Minimize(t), cons)
     _solve_cvx(prob)
     return np.maximum(np.asarray(lam.value, dtype=float), 0.0)
+
+
+def _max_dual(sys_: _System, b1: _Blocks1D, lam0: np.ndarray) -> np.ndarray:
+    """argmax sum lambda s.t. rho_k(lambda) <= 1 for all blocks, lambda >= 0 on the active points.
+
+    Any such lambda gives sum lambda <= min (P) (weak duality of (C_all), MATH.md section 3); at a
+    global optimum complementary slackness puts the dual optimum on the active points, so the bound
+    closes. g_k(lambda) cancels from |lambda| ~ 1/2||theta||^2 down to O(1) (MATH.md section 5), so
+    the program is written for the correction delta = lambda - lam0 around the KKT multipliers,
+    with s_k g_k(lam0) evaluated in float64 beforehand. Returns scaled lam'.
+    """
+    import cvxpy as cp
+
+    ks = list(range(len(b1.blocks)))
+    delta = cp.Variable(lam0.size)
+    z0 = b1.Gs.reshape(2 * len(ks), -1) @ lam0
+    cons = [*_rho_le(b1, ks, _z_expr(b1, ks, delta, z0), 1.0), lam0 + delta >= 0]
+    weights = sys_.c / max(float(sys_.c @ lam0), 1e-300)
+    prob = cp.Problem(cp.Maximize(weights @ delta), cons)
+    _solve_cvx(prob)
+    return np.maximum(lam0 + np.asarray(delta.value, dtype=float), 0.0)
 
 
 def _rho_all(sys_: _System, b1: _Blocks1D, lam_s: np.ndarray) -> np.ndarray:
@@ -662,7 +789,7 @@ def _exact_check(
         return out
 
     marg = margins(bq)
-    # snap: each neuron carrying a mu gets the bias that puts its kink exactly on the first such point
+    # snap: a neuron carrying a mu gets the bias putting its kink exactly on the (first) such point
     bsn = list(bq)
     snapped: dict[int, int] = {}
     for i, j, _ in mu:
@@ -780,8 +907,8 @@ def certify(
     -----
     The multipliers solve  min ||theta - sum_i lambda_i h_i(mu)||_1  s.t. lambda >= 0, lambda_i = 0
     unless y_i N(x_i) <= 1 + tol.active, 0 <= mu_ij <= lambda_i on kink pairs (HiGHS), where
-    h_i = (y_i relu(z_ij))_j in the v-coordinates and y_i v_j ([z_ij > 0] lambda_i + mu_ij [kink]) x~_i
-    in the (w_j, b_j) coordinates.
+    h_i = (y_i relu(z_ij))_j in the v-coordinates and, per neuron, y_i v_j [z_ij > 0] x~_i in the
+    (w_j, b_j) coordinates, the kink pairs contributing y_i v_j mu_ij x~_i instead.
     """
     t0 = time.perf_counter()
     width = _validate(network, dataset, width, tol)
@@ -854,8 +981,9 @@ def certify(
         stat_v = exact_check.stationarity_upper
         if exact_check.snapped_neurons:
             notes.append(
-                f"exact: stationarity proven for theta' = theta with {exact_check.snapped_neurons} bias(es) "
-                f"snapped onto data points, ||theta' - theta|| / ||theta|| <= {exact_check.snap_distance_upper:.3g}"
+                f"exact: stationarity proven for theta' = theta with "
+                f"{exact_check.snapped_neurons} bias(es) snapped onto data points, "
+                f"||theta' - theta|| / ||theta|| <= {exact_check.snap_distance_upper:.3g}"
             )
     else:
         min_margin_v, stat_v = min_margin, stat
@@ -865,18 +993,23 @@ def certify(
     lower_bound = rel_gap = max_rho = None
     b1 = None
     r1_bound = r1 + tol.stationarity
-    if dataset.d == 1 and lam_sum > 0:
+    if dataset.d == 1 and active.size:
         b1 = _blocks_1d(dataset, sys_)
         rh = _rho_all(sys_, b1, lam_s)
         max_rho = float(rh.max())
         lower_bound = lam_sum / max(1.0, max_rho)
-        if is_kkt and (objective - lower_bound) / objective > tol.gap and active.size:
-            # tighten: the multipliers of the polytope that minimise max_k rho_k
-            lam2 = _min_max_rho(sys_, b1, clarke, r1_bound)
-            rh2 = _rho_all(sys_, b1, lam2)
-            lb2 = float((sys_.c * lam2).sum()) / max(1.0, float(rh2.max()))
-            if lb2 > lower_bound:
-                lower_bound, max_rho = lb2, float(rh2.max())
+        # (m = 1: the single cone is a half-plane, which the edge form of _rho_le does not cover)
+        if feasible and (objective - lower_bound) / objective > tol.gap and dataset.m > 1:
+            # tighten: the dual of (C_all) restricted to the active points (MATH.md section 3)
+            try:
+                lam2 = _max_dual(sys_, b1, lam_s)
+            except SolverError as e:  # the bound from the KKT multipliers stays valid
+                notes.append(f"lower bound not tightened: {e}")
+            else:
+                rh2 = _rho_all(sys_, b1, lam2)
+                lb2 = float((sys_.c * lam2).sum()) / max(1.0, float(rh2.max()))
+                if lb2 > lower_bound:
+                    lower_bound, max_rho = lb2, float(rh2.max())
     elif dataset.d > 1:
         notes.append("lower bound: not available for d > 1 (blocks of R^d are not enumerated)")
     if lower_bound is not None and feasible:
@@ -885,10 +1018,15 @@ def certify(
     witness = None
     if not feasible:
         verdict = "infeasible"
-    elif not is_kkt:
-        verdict = "not_kkt"
     elif rel_gap is not None and rel_gap <= tol.gap:
         verdict = "global_min"
+        if not is_kkt:
+            notes.append(
+                "global_min by the certified interval alone: the stationarity residual exceeds "
+                "its tolerance (an objective gap eps allows residuals of order sqrt(eps))"
+            )
+    elif not is_kkt:
+        verdict = "not_kkt"
     else:
         verdict, witness = _local_analysis(sys_, b1, net, dataset, spare, tol, r1_bound, notes)
 
@@ -924,18 +1062,23 @@ def _local_analysis(
     r1_bound: float,
     notes: list[str],
 ) -> tuple[str, Witness | None]:
-    """MATH.md F4 at a KKT point that is not certified global: local_min, kkt (+ witness) or undecided."""
+    """MATH.md F4 at a KKT point not certified global: local_min, kkt (+ witness) or undecided."""
     P = sys_.pairs.shape[0]
     if P == 0 and spare == 0:
         return "local_min", None
-    if dataset.d > 1:
-        notes.append("local minimality undecided: d > 1 with spare neurons or kinks on data points")
+    if dataset.d > 1 or dataset.m == 1:
+        notes.append(
+            "local minimality undecided: d > 1 (or m = 1) with spare neurons or kinks on data "
+            "points"
+        )
         return "kkt_undecided", None
-    # Pinned pairs with sigma = s_j y_i = -1 (or on a point with lambda_i = 0): the Clarke box is the
-    # intersection of both cells' sign conditions, so without spare neurons only the sigma = +1 pairs
-    # need enumerating (the others stay in Clarke mode, which implies either side).
+    # Pinned pairs with sigma = s_j y_i = -1 (or on a point with lambda_i = 0): the Clarke box is
+    # the intersection of both cells' sign conditions, so without spare neurons only the
+    # sigma = +1 pairs need enumerating (the others stay in Clarke mode, which implies either side).
     plus = [p for p in range(P) if sys_.pair_col[p] >= 0 and sys_.sigma[p] > 0]
     rest = [p for p in range(P) if p not in plus]
+    if spare == 0 and not plus:  # the Clarke solution already satisfies every adjacent cell
+        return "local_min", None
     enum = plus if spare == 0 else list(range(P))
     if len(enum) > tol.max_cells_log2:
         notes.append(
@@ -970,7 +1113,11 @@ def _local_analysis(
             bound = r1_bound
         if spare == 0:
             continue
-        res = _spare_analysis(sys_, b1, modes, bound, spare, tol)
+        try:
+            res = _spare_analysis(sys_, b1, modes, bound, spare, tol)
+        except SolverError as e:
+            notes.append(f"local minimality undecided: {e}")
+            return "kkt_undecided", None
         if isinstance(res, Witness):
             if P:
                 res = dataclasses.replace(res, cell=_cell_desc(sys_, modes))
@@ -1007,7 +1154,7 @@ def _spare_analysis(
             break
         lam, cons = _polytope_cvx(sys_, modes, bound)
         t = cp.Variable()
-        cons += _rho_cvx(b1, [int(k)], lam, t)
+        cons += _rho_le(b1, [int(k)], _z_expr(b1, [int(k)], lam), t)
         prob = cp.Problem(cp.Minimize(t), cons)
         _solve_cvx(prob)
         lam_k = np.maximum(np.asarray(lam.value, dtype=float), 0.0)

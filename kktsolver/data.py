@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -204,10 +205,13 @@ def _merge_duplicates_1d(
 
 
 def _check_p(p: float) -> float:
-    p = float(p)
-    if not 0.0 <= p < 0.5:
-        raise DatasetError(f"flip probability p must lie in [0, 1/2), got {p}")
-    return p
+    try:
+        q = float(p)
+    except (TypeError, ValueError):
+        q = math.nan
+    if not 0.0 <= q < 0.5:  # also rejects NaN
+        raise DatasetError(f"flip probability p must lie in [0, 1/2), got {p!r}")
+    return q
 
 
 def positive_int(value: Any, what: str, error: type[InputError] = InputError) -> int:
@@ -222,8 +226,10 @@ def positive_int(value: Any, what: str, error: type[InputError] = InputError) ->
 
 
 def check_seed(seed: Any, error: type[InputError] = InputError) -> int | None:
-    """``seed`` as an int (or None); it must be a non-negative integer so that recording it in
-    metadata reproduces the draw."""
+    """``seed`` as an int (or None), else raise ``error``.
+
+    Only non-negative integers: the seed recorded in metadata must reproduce the draw.
+    """
     if seed is None:
         return None
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:

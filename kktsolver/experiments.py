@@ -191,10 +191,13 @@ def expand_units(config: SweepConfig) -> list[dict[str, Any]]:
         w = f"{where} [sample]"
         strategies = _list(sec, "strategies", w, str)
         n = int(sec.get("n", 10))
-        width_extra = int(sec.get("width_extra", 0))
+        attempts = int(sec.get("attempts", 10 * n))
+        width = sec.get("width", "own")
+        if width != "own" and not (isinstance(width, int) and width >= 1):
+            raise InputError(f"{w}: width must be \"own\" or a positive integer, got {width!r}")
         for m, p, s in instances:
             for st in strategies:
-                params = {"strategy": st, "n": n, "width_extra": width_extra}
+                params = {"strategy": st, "n": n, "attempts": attempts, "width": width}
                 units.append(base("sample", m, p, s, params))
     sec = raw.get("extreme", {})
     if sec.get("enabled", True) and "extreme" in raw:
@@ -203,7 +206,7 @@ def expand_units(config: SweepConfig) -> list[dict[str, Any]]:
         for t in targets:
             if t not in ("max_error", "min_error"):
                 raise InputError(f"{w}: target must be max_error or min_error, got {t!r}")
-        budget = int(sec.get("budget", 50))
+        budget = float(sec.get("budget", 5.0))
         for m, p, s in instances:
             for t in targets:
                 units.append(base("extreme", m, p, s, {"target": t, "budget": budget}))
@@ -282,79 +285,122 @@ def _first(obj: Any, *names: str) -> Any:
     return None
 
 
-def _kkt_row(cls: Any, width: int | None = None) -> dict[str, Any]:
-    """Columns of a KKT class found by the enumeration module."""
-    net = _first(cls, "network")
-    cert = _first(cls, "certificate")
-    row = {
-        "verdict": _first(cls, "verdict"),
-        "clean_error": _first(cls, "clean_error"),
-        "objective": _first(cls, "objective"),
-        "n_neurons": _first(cls, "n_neurons") or (net.pruned().n if net is not None else None),
-        "function_id": _first(cls, "function_id"),
-        "network": _network_row(net),
-        "width": width if width is not None else _first(cls, "width"),
+def _kkt_row(cls: Any) -> dict[str, Any]:
+    """Columns of a certified KKT class (``enumeration.KKTClass``)."""
+    cert = cls.certificate
+    return {
+        "verdict": cls.verdict,
+        "clean_error": cls.clean_error,
+        "objective": cls.objective,
+        "lower_bound": cert.lower_bound,
+        "relative_gap": cert.relative_gap,
+        "min_margin": cert.min_margin,
+        "n_neurons": cls.n_neurons,
+        "width": cert.width,
+        # numbered per search (per unit), so only comparable within one unit
+        "function_id": str(cls.function_id),
+        "network": _network_row(cls.network),
+        "extra": {
+            "source": cls.source,
+            "class_id": cls.class_id,
+            "kinks": list(cls.kinks),
+            "stationarity_residual": cert.stationarity_residual,
+        },
     }
-    if cert is not None:
-        row["lower_bound"] = _first(cert, "lower_bound")
-        row["min_margin"] = _first(cert, "min_margin")
-    return row
+
+
+def _width(params: dict[str, Any]) -> int | None:
+    w = params.get("width", "own")
+    return None if w == "own" else int(w)
 
 
 def _method_global(ds: Dataset, params: dict[str, Any], config: dict[str, Any]) -> list[dict]:
+    """The global solver's network, with an independent certificate (its verdict is the row's)."""
+    from .certify import certify
     from .global_solver import solve_global
 
     res = solve_global(ds, solver=params.get("solver", "CLARABEL"))
     net = res.network
-    cert = _first(res, "certificate")
-    verdict = _first(cert, "verdict") if cert is not None else None
+    cert = certify(net, ds)
     return [
         {
-            "verdict": verdict or "global_min",
+            "verdict": cert.verdict,
             "clean_error": res.clean_error,
             "objective": res.objective,
-            "lower_bound": _first(res, "lower_bound"),
-            "relative_gap": _first(res, "relative_gap"),
-            "min_margin": _first(res, "min_margin"),
-            "n_neurons": net.pruned().n,
+            "lower_bound": res.lower_bound,
+            "relative_gap": res.relative_gap,
+            "min_margin": res.min_margin,
+            "n_neurons": res.n_neurons,
             "width": net.n,
             "network": _network_row(net),
-            "extra": {"status": _first(res, "status"), "certified_by": "certify" if cert else None},
+            "extra": {
+                "status": res.status,
+                "solver": res.solver,
+                "solver_seconds": res.seconds,
+                "certificate_gap": cert.relative_gap,
+                "stationarity_residual": cert.stationarity_residual,
+                "certificate_seconds": cert.seconds,
+            },
         }
     ]
 
 
-def _method_sample(ds: Dataset, params: dict[str, Any], config: dict[str, Any]) -> list[dict]:
-    from .enumeration import sample_kkt
+def _enumeration():
+    """The enumeration/sampling module (issue 5); named ``enumeration`` (or ``enumerate``)."""
+    import importlib
 
-    rows = []
-    for cls in sample_kkt(ds, params["n"], params["strategy"], _derived_seed(config)):
-        rows.append(_kkt_row(cls))
-    return rows
+    try:
+        return importlib.import_module(".enumeration", __package__)
+    except ModuleNotFoundError as e:
+        if e.name != f"{__package__}.enumeration":
+            raise
+        return importlib.import_module(".enumerate", __package__)
+
+
+def _method_sample(ds: Dataset, params: dict[str, Any], config: dict[str, Any]) -> list[dict]:
+    """Certified KKT classes from one sampling strategy, bounded by attempts (deterministic)."""
+    stream = _enumeration().sample_kkt(
+        ds,
+        params["n"],
+        params["strategy"],
+        seed=_derived_seed(config),
+        max_attempts=params["attempts"],
+        width=_width(params),
+        progress=False,
+    )
+    return [_kkt_row(c) for c in stream]
 
 
 def _method_extreme(ds: Dataset, params: dict[str, Any], config: dict[str, Any]) -> list[dict]:
-    from .enumeration import extreme_kkt
-
-    res = extreme_kkt(ds, params["target"], params["budget"])
-    cls = _first(res, "best", "kkt_class") or res
-    row = _kkt_row(cls)
-    row["complete"] = _first(res, "complete")
+    """The KKT class of largest / smallest clean error found within ``budget`` seconds."""
+    res = _enumeration().extreme_kkt(
+        ds, params["target"], float(params["budget"]), seed=_derived_seed(config), progress=False
+    )
+    if res.best is None:
+        return []
+    row = _kkt_row(res.best)
+    row["complete"] = res.exact
     row["extra"] = {
-        k: _first(res, k) for k in ("evaluated", "searched", "seconds") if hasattr(res, k)
+        **row["extra"],
+        "exact": res.exact,
+        "search": res.search,
+        "n_classes": res.n_classes,
+        "effort": res.effort,
+        "clean_error_range": res.clean_error_range,
+        "seconds": res.seconds,
     }
     return [row]
 
 
 def _method_enumerate(ds: Dataset, params: dict[str, Any], config: dict[str, Any]) -> list[dict]:
-    from .enumeration import enumerate_kkt
-
-    res = enumerate_kkt(ds, time_budget=params.get("time_budget"))
-    classes = list(_first(res, "classes") or res)
-    complete = _first(res, "complete")
-    rows = [_kkt_row(c) for c in classes]
+    """Every vertex KKT class of a small dataset (``complete`` says whether the search finished)."""
+    res = _enumeration().enumerate_kkt(
+        ds, time_budget=params.get("time_budget"), progress=False
+    ).collect()
+    rows = [_kkt_row(c) for c in res.classes]
     for r in rows:
-        r["complete"] = complete
+        r["complete"] = res.complete
+        r["extra"]["stopped"] = res.stopped
     return rows
 
 

@@ -1,6 +1,6 @@
-"""Gradient-descent baseline: full-batch GD on the exponential or logistic loss, and its exact limit cell.
+"""Gradient-descent baseline: full-batch GD on the exp or logistic loss, and its exact limit cell.
 
-Theory (Lyu & Li 2020) says GD converges in direction to a KKT point of (P); this module measures how far a
+GD converges in direction to a KKT point of (P) (Lyu & Li 2020); this module measures how far a
 trained network is from the exact KKT point of its final activation cell (MATH.md section 3, F2).
 """
 
@@ -30,6 +30,7 @@ __all__ = [
     "solve_cell",
     "ExactCell",
     "EXACT_SOLVER_OPTIONS",
+    "gd_cert_tol",
 ]
 
 Loss = Literal["exp", "logistic"]
@@ -42,7 +43,8 @@ LOSSES = ("exp", "logistic")
 def _log_softplus_neg(q: np.ndarray) -> np.ndarray:
     """log(log(1 + e^{-q})), stable for all q (no underflow to log 0 at large margins).
 
-    For q >= 0 write t = e^{-q}: log(log1p(t)) = -q + log(log1p(t) / t), and log1p(t) / t -> 1 as t -> 0.
+    For q >= 0 write t = e^{-q}: log(log1p(t)) = -q + log(log1p(t) / t), where log1p(t) / t -> 1
+    as t -> 0.
     """
     q = np.asarray(q, dtype=float)
     out = np.empty_like(q)
@@ -59,8 +61,9 @@ def _log_softplus_neg(q: np.ndarray) -> np.ndarray:
 def _log_losses(q: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:
     """(log l(q_i), log g_i) with g_i = -l'(q_i) > 0, for l(q) = e^{-q} or log(1 + e^{-q}).
 
-    Exp loss: log l = log g = -q. Logistic: log l = log softplus(-q), log g = log sigmoid(-q) = -softplus(q).
-    Working with logarithms keeps both finite at margins where e^{-q} underflows (q > 745).
+    Exp loss: log l = log g = -q. Logistic: log l = log softplus(-q) and
+    log g = log sigmoid(-q) = -softplus(q). Working with logarithms keeps both finite at margins
+    where e^{-q} underflows (q > 745).
     """
     if loss == "exp":
         return -q, -q
@@ -75,7 +78,9 @@ def _logsumexp(a: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class _Eval:
-    """One forward/backward pass on theta = (v, U), U = [W | b] (n x (d + 1)), lifted inputs x~ = (x, 1).
+    """One forward/backward pass on theta = (v, U), U = [W | b] of shape (n, d + 1).
+
+    The inputs are lifted, x~ = (x, 1).
 
     ``grad_v``, ``grad_U`` are dL/dtheta of the mean loss L, or dL/dtheta / L when evaluated with
     ``relative=True`` (finite even when L underflows). ``Z`` holds the preactivations z_ij.
@@ -88,7 +93,9 @@ class _Eval:
     Z: np.ndarray
 
 
-def _evaluate(v: np.ndarray, U: np.ndarray, Xt: np.ndarray, y: np.ndarray, loss: str, relative: bool) -> _Eval:
+def _evaluate(
+    v: np.ndarray, U: np.ndarray, Xt: np.ndarray, y: np.ndarray, loss: str, relative: bool
+) -> _Eval:
     """Mean loss L = (1/m) sum_i l(y_i N(x_i)) and dL/dtheta (or dL/dtheta / L if ``relative``).
 
     dL/dN_i = -(1/m) g_i y_i with g_i = -l'(q_i); dN_i/dv_j = relu(z_ij) and
@@ -124,16 +131,19 @@ def loss_and_gradient(
 ) -> tuple[float, np.ndarray]:
     """Mean training loss and its exact gradient with respect to theta = (v, W row-major, b).
 
-    L(theta) = (1/m) sum_i l(y_i N_theta(x_i)),  l(q) = e^{-q} ("exp") or log(1 + e^{-q}) ("logistic").
+    L(theta) = (1/m) sum_i l(y_i N_theta(x_i)),  l(q) = e^{-q} ("exp") or log(1 + e^{-q})
+    ("logistic").
 
-    The derivative of relu at 0 is taken to be 0 (see :func:`_evaluate`). Returns (L, grad) with grad in
-    the layout of :attr:`ReLUNetwork.theta`.
+    The derivative of relu at 0 is taken to be 0 (see :func:`_evaluate`). Returns (L, grad) with
+    grad in the layout of :attr:`ReLUNetwork.theta`.
     """
     _check_loss(loss)
     _check_compatible(network, dataset)
     U = np.column_stack([network.W, network.b])
     e = _evaluate(network.v, U, _lift(dataset.X), dataset.y.astype(float), loss, False)
-    return float(np.exp(e.log_loss)), np.concatenate([e.grad_v, e.grad_U[:, :-1].ravel(), e.grad_U[:, -1]])
+    return float(np.exp(e.log_loss)), np.concatenate(
+        [e.grad_v, e.grad_U[:, :-1].ravel(), e.grad_U[:, -1]]
+    )
 
 
 def _lift(X: np.ndarray) -> np.ndarray:
@@ -155,11 +165,13 @@ def _check_compatible(network: ReLUNetwork, dataset: Dataset) -> None:
     if not isinstance(dataset, Dataset):
         raise InputError(f"expected a Dataset, got {type(dataset).__name__}")
     if network.d != dataset.d:
-        raise InputError(f"the network has input dimension {network.d} but the dataset has d = {dataset.d}")
+        raise InputError(
+            f"the network has input dimension {network.d} but the dataset has d = {dataset.d}"
+        )
 
 
 def rescaled(network: ReLUNetwork, dataset: Dataset) -> ReLUNetwork | None:
-    """theta / sqrt(min_i y_i N(x_i)): the feasible point of (P) on the ray of theta (2-homogeneity).
+    """theta / sqrt(min_i y_i N(x_i)): the feasible point of (P) on the ray of theta.
 
     Returns None when the minimum margin is not positive (theta does not separate the data yet).
     """
@@ -185,19 +197,31 @@ def _clean_error(network: ReLUNetwork, interval: tuple[float, float]) -> float:
     return float(clean_error(network, interval))
 
 
-#: Slack of the certifier for GD iterates: points with margin <= 1 + 1e-3 may carry multipliers. An exact
-#: KKT point needs none, but a GD iterate's support vectors reach margin 1 only in the limit.
-GD_ACTIVE_TOL = 1e-3
+#: Slack of the certifier for GD iterates: points with margin <= 1 + 1e-3 may carry multipliers and
+#: kinks within 1e-3 (relative preactivation) of a data point may carry a Clarke weight mu. An exact
+#: KKT point needs neither; a GD iterate gets margins 1 and kinks on data points only in the limit.
+GD_CERT_SLACK = 1e-3
+
+
+def gd_cert_tol(eps: float = GD_CERT_SLACK) -> Any:
+    """``CertTolerances(active=eps, kink=eps)``: an (eps, eps)-KKT reading of a GD iterate.
+
+    With the default tolerances (1e-6, 1e-7) a GD iterate whose kinks approach a data point keeps a
+    relative stationarity residual of order 1 until the kink is within 1e-7 of the point, however
+    close its direction is to the KKT point; allowing eps-near kinks and margins measures how far
+    it is from being an approximate Clarke-KKT point instead.
+    """
+    from .certify import CertTolerances
+
+    return CertTolerances(active=eps, kink=eps)
 
 
 def _gd_cert_tol(cert_tol: Any) -> Any:
-    from .certify import CertTolerances
-
-    return CertTolerances(active=GD_ACTIVE_TOL) if cert_tol is None else cert_tol
+    return gd_cert_tol() if cert_tol is None else cert_tol
 
 
 def _stationarity(network: ReLUNetwork, dataset: Dataset, width: int | None, tol: Any) -> float:
-    """The certifier's relative stationarity residual of a feasible network (NaN if it gives none)."""
+    """The certifier's relative stationarity residual of a feasible network (NaN if none)."""
     from .certify import certify
 
     cert = certify(network, dataset, width=width, tol=tol)
@@ -225,7 +249,8 @@ class Trajectory:
     steps : ndarray of int, shape (R,)
         GD step index of each record (0 = initialisation).
     loss, log_loss : ndarray, shape (R,)
-        Mean loss L = (1/m) sum_i l(y_i N(x_i)) and its natural logarithm (finite even when L underflows).
+        Mean loss L = (1/m) sum_i l(y_i N(x_i)) and its natural logarithm (finite even when L
+        underflows).
     normalized_margin : ndarray, shape (R,)
         gamma = min_i y_i N(x_i) / ||theta||^2 (negative before the data are separated).
     smoothed_margin : ndarray, shape (R,)
@@ -247,12 +272,14 @@ class Trajectory:
         The final iterate (also the last record).
     stopped : str
         "steps" (ran all steps), "callback" (the callback returned True) or "overflow" (||theta||
-        exceeded ``max_norm``).
+        exceeded ``max_norm``). Divergence (mean loss > e^700) raises ``SolverError`` instead.
     seconds : float
-        Wall time of the GD updates alone; ``record_seconds`` is the time spent recording (certifier,
-        clean error), excluded from ``seconds``; ``elapsed`` (R,) is ``seconds`` accumulated at each record.
+        Wall time of the GD updates alone; ``record_seconds`` is the time spent recording
+        (certifier, clean error), excluded from ``seconds``; ``elapsed`` (R,) is ``seconds``
+        accumulated at each record.
     config : dict
-        loss, lr, normalized, init_scale, seed, width, record_every, steps requested.
+        loss, lr, normalized, init_scale, init, adaptive, final_rate, seed, width, record_every,
+        steps requested.
     """
 
     steps: np.ndarray
@@ -324,9 +351,9 @@ def _init_network(
     """Initial (v, W, b).
 
     "gaussian": v, W, b i.i.d. N(0, init_scale^2). "kinks" (1-D): v, w i.i.d. N(0, init_scale^2) and
-    b = -w t with the kink t ~ Uniform[min x, max x], so every neuron starts with a kink among the data
-    (with Gaussian biases most kinks of a 1-D net fall outside the data and GD needs far longer to fit
-    isolated labels). "auto": "kinks" in 1-D, "gaussian" otherwise.
+    b = -w t with the kink t ~ Uniform[min x, max x], so every neuron starts with a kink among the
+    data (with Gaussian biases most kinks of a 1-D net fall outside the data and GD needs far longer
+    to fit isolated labels). "auto": "kinks" in 1-D, "gaussian" otherwise.
     """
     rng = np.random.default_rng(seed)
     d = X.shape[1]
@@ -342,7 +369,9 @@ def _init_network(
     return v, W, b
 
 
-def _validate_train(dataset, width, loss, init_scale, lr, steps, record_every, max_norm, init) -> None:
+def _validate_train(
+    dataset, width, loss, init_scale, lr, steps, record_every, max_norm, init
+) -> None:
     if not isinstance(dataset, Dataset):
         raise InputError(f"dataset must be a kktsolver Dataset, got {type(dataset).__name__}")
     if init not in INITS:
@@ -386,15 +415,15 @@ def train(
 
         theta_{t+1} = theta_t - eta_t grad L(theta_t),   L(theta) = (1/m) sum_i l(y_i N_theta(x_i)),
 
-    with eta_t = lr (plain GD) or, with ``normalized=True``, the loss-based step size of the implicit-bias
-    literature (Lyu & Li 2020, section 5 and appendix; Nacson et al. 2019)
+    with eta_t = lr (plain GD) or, with ``normalized=True``, the loss-based step size of the
+    implicit-bias literature (Lyu & Li 2020, section 5 and appendix; Nacson et al. 2019)
 
         eta_t = lr / ( L(theta_t) * max(1, log(1 / L(theta_t))) ),
 
     which keeps the change of each margin per step bounded while ||theta||^2 grows about linearly
-    (plain GD: logarithmically), so the direction converges much faster. The gradient divided by L is
-    computed directly from log-domain weights (a softmax of -q for the exp loss), so nothing overflows or
-    underflows to 0/0 at large margins. relu'(0) := 0.
+    (plain GD: logarithmically), so the direction converges much faster. The gradient divided by L
+    is computed directly from log-domain weights (a softmax of -q for the exp loss), so nothing
+    overflows or underflows to 0/0 at large margins. relu'(0) := 0.
 
     Parameters
     ----------
@@ -406,8 +435,8 @@ def train(
     init_scale : float
         Scale of the initialisation (see ``init``).
     init : {"auto", "gaussian", "kinks"}
-        "gaussian": v, W, b i.i.d. N(0, init_scale^2); "kinks" (1-D): v, w i.i.d. N(0, init_scale^2) and
-        kinks -b/w uniform over the data range; "auto": "kinks" in 1-D, else "gaussian".
+        "gaussian": v, W, b i.i.d. N(0, init_scale^2); "kinks" (1-D): v, w i.i.d. N(0, init_scale^2)
+        and kinks -b/w uniform over the data range; "auto": "kinks" in 1-D, else "gaussian".
     lr : float
         Step size (or its numerator, when normalized).
     steps : int
@@ -418,23 +447,27 @@ def train(
         Use the loss-based step size above.
     adaptive : bool
         Loss-based step-size scheduling as in Lyu & Li's experiments: the rate (``lr`` at first) is
-        multiplied by 1.1 after every step that lowers the loss and halved, but not below ``lr``, after one
-        that does not (that step is rejected; it still counts in ``steps``). At the floor ``lr`` a step is
-        always taken, since next to a kink of the loss (a ReLU kink on a data point, which GD approaches
-        all the time) no small step need decrease it. The final rate is ``config["final_rate"]``.
+        multiplied by 1.1 after every step that lowers the loss and halved, but not below ``lr``,
+        after one that does not (that step is rejected; it still counts in ``steps``). At the floor
+        ``lr`` a step is always taken, since next to a kink of the loss (a ReLU kink on a data
+        point, which GD approaches all the time) no small step need decrease it. The final rate is
+        ``config["final_rate"]``.
     record_every : int, optional
-        Record every this many steps (default: ``max(1, steps // 200)``); the last step is always recorded.
+        Record every this many steps (default: ``max(1, steps // 200)``); the last step is always
+        recorded.
     callback : callable, optional
         ``callback(step, network)`` is called at every record; returning True stops the run there.
     residuals, clean : bool
-        Whether to record the certifier's stationarity residual of the rescaled iterate and the clean error
-        (each costs a certificate / an exact clean-error computation per record).
+        Whether to record the certifier's stationarity residual of the rescaled iterate and the
+        clean error (each costs a certificate / an exact clean-error computation per record).
     interval : (a, b), optional
         Input interval of the clean error; default the dataset's support, else [0, 1].
     cert_tol : CertTolerances, optional
-        Tolerances of the certificate of each rescaled iterate; default ``CertTolerances(active=1e-3)``
-        (:data:`GD_ACTIVE_TOL`): a GD iterate never has margins exactly 1, so points whose rescaled
-        margin is within 1e-3 of 1 may carry multipliers (an (eps, delta)-KKT reading, Lyu & Li 2020).
+        Tolerances of the certificate of each rescaled iterate; default :func:`gd_cert_tol` =
+        ``CertTolerances(active=1e-3, kink=1e-3)``: a GD iterate never has margins exactly 1 nor
+        kinks exactly on data points, so points whose rescaled margin is within 1e-3 of 1 may carry
+        multipliers and kinks within 1e-3 of a point a Clarke weight (an (eps, delta)-KKT reading,
+        Lyu & Li 2020).
     max_norm : float
         Stop (``stopped="overflow"``) if ||theta|| exceeds this, before float64 overflows.
     progress : bool, optional
@@ -500,17 +533,20 @@ def train(
             ev_new = _evaluate(v_new, U_new, Xt, y, loss, normalized)
             worse = not ev_new.log_loss <= ev.log_loss
             if adaptive and worse and rate > lr:
-                rate = max(lr, 0.5 * rate)  # rejected: theta stays, the attempt still counts as a step
+                # rejected: theta stays, the attempt still counts as a step
+                rate = max(lr, 0.5 * rate)
             else:
-                # at the floor rate lr the step is taken anyway: next to a kink of the loss (a ReLU kink
-                # on a data point, which GD approaches all the time) no small step need decrease it
+                # at the floor rate lr the step is taken anyway: next to a kink of the loss (a
+                # ReLU kink on a data point, which GD approaches all the time) no small step need
+                # decrease it
                 v, U, ev = v_new, U_new, ev_new
                 if adaptive and not worse:
                     rate *= ADAPTIVE_GROWTH
             clock["gd"] += time.perf_counter() - t0
             if not ev.log_loss < 700.0:  # the mean loss exceeds e^700 (or is NaN): GD has diverged
                 raise SolverError(
-                    f"GD diverged at step {step} (mean loss {np.exp(min(ev.log_loss, 709.0)):.3g}); "
+                    f"GD diverged at step {step} "
+                    f"(mean loss {np.exp(min(ev.log_loss, 709.0)):.3g}); "
                     f"lower the step size lr = {lr:g}"
                 )
             if step % 64 == 0 or step == steps:
@@ -525,13 +561,23 @@ def train(
                 bar.update(step - bar.n)
     if stopped == "overflow":
         if not (np.all(np.isfinite(v)) and np.all(np.isfinite(U))):
-            raise SolverError(f"GD diverged before step {step} (non-finite parameters); lower the step size lr")
+            raise SolverError(
+                f"GD diverged before step {step} (non-finite parameters); lower the step size lr"
+            )
         if last_recorded != step:
             record(step, ev)
     config = {
-        "loss": loss, "lr": float(lr), "normalized": bool(normalized), "init_scale": float(init_scale),
-        "init": init, "adaptive": bool(adaptive), "final_rate": rate,
-        "seed": seed, "width": width, "record_every": record_every, "steps": steps,
+        "loss": loss,
+        "lr": float(lr),
+        "normalized": bool(normalized),
+        "init_scale": float(init_scale),
+        "init": init,
+        "adaptive": bool(adaptive),
+        "final_rate": rate,
+        "seed": seed,
+        "width": width,
+        "record_every": record_every,
+        "steps": steps,
     }
     return _make_trajectory(rec, dataset, stopped, clock["gd"], clock["record"], config)
 
@@ -540,7 +586,17 @@ def train(
 ADAPTIVE_GROWTH = 1.1
 
 _RECORD_KEYS = (
-    "steps", "loss", "log_loss", "gamma", "smooth", "objective", "res", "clean", "patterns", "thetas", "elapsed",
+    "steps",
+    "loss",
+    "log_loss",
+    "gamma",
+    "smooth",
+    "objective",
+    "res",
+    "clean",
+    "patterns",
+    "thetas",
+    "elapsed",
 )
 
 
@@ -580,17 +636,21 @@ def _make_trajectory(rec, dataset, stopped, gd_seconds, record_seconds, config) 
 class _Alignment:
     """An exact KKT point written in GD's width-n coordinates, up to how merged neurons are split.
 
-    ``group[j]`` is the group of GD neuron j (-1: its block carries no mass at the KKT point, or it has
-    no block); group g is a set of blocks whose optimal u_k are positive multiples of one another with
-    the same sign (they compute one neuron) and ``phi[g]`` its balanced single-neuron vector
-    (v, w, b) = (s sqrt(R), sqrt(R) e) with R = sum ||u_k||, e the common unit direction.
+    ``group[j]`` is the group of GD neuron j (-1: its block carries no mass at the KKT point, or it
+    has no block); group g is a set of blocks whose optimal u_k are positive multiples of one
+    another with the same sign (they compute one neuron) and ``phi[g]`` its balanced single-neuron
+    vector (v, w, b) = (s sqrt(R), sqrt(R) e) with R = sum ||u_k||, e the common unit direction.
     """
 
     group: np.ndarray
     phi: np.ndarray
 
 
-def _align(neuron_blocks: list, blocks: list, U: np.ndarray, rel_atol: float, dir_tol: float) -> _Alignment:
+def _align(
+    neuron_blocks: list, blocks: list, U: np.ndarray, rel_atol: float, dir_tol: float
+) -> _Alignment:
+    """Group the nonzero blocks (||u_k|| > rel_atol max ||u||) by sign and unit direction (within
+    dir_tol) and map each GD neuron to the group of its block."""
     r = np.linalg.norm(U, axis=1)
     live = r > rel_atol * max(float(r.max()), np.finfo(float).tiny)
     e = np.zeros_like(U)
@@ -617,10 +677,10 @@ def _align(neuron_blocks: list, blocks: list, U: np.ndarray, rel_atol: float, di
 def aligned_angle(network: ReLUNetwork, alignment: _Alignment) -> float:
     """Angle (radians) between theta and the nearest width-n representation of the KKT point.
 
-    Neurons of one group must share its balanced vector phi_g as theta*_j = sqrt(c_j) phi_g with
-    c_j >= 0, sum_j c_j = 1 (this keeps the function and ||theta*||^2 = sum_g ||phi_g||^2 fixed). With
-    a_j = <theta_j, phi_g>, Cauchy-Schwarz gives the best split c_j proportional to max(a_j, 0)^2 and
-    <theta, theta*> = sum_g sqrt(sum_{j in g} max(a_j, 0)^2); the angle is arccos of that over
+    Neurons of one group must share its balanced vector phi_g as theta*_j = sqrt(c_j) phi_g with c_j
+    >= 0, sum_j c_j = 1 (this keeps the function and ||theta*||^2 = sum_g ||phi_g||^2 fixed). With
+    a_j = <theta_j, phi_g>, Cauchy-Schwarz gives the best split c_j proportional to max(a_j, 0)^2
+    and <theta, theta*> = sum_g sqrt(sum_{j in g} max(a_j, 0)^2); the angle is arccos of that over
     ||theta|| ||theta*||. Neurons outside every group are compared with 0.
     """
     T = np.column_stack([network.v, network.W, network.b])  # rows theta_j = (v_j, w_j, b_j)
@@ -642,7 +702,8 @@ class LimitPoint:
     Attributes
     ----------
     neuron_blocks : tuple
-        The block (``patterns.Block``) of each GD neuron on the data, None for a neuron that is zero there.
+        The block (``patterns.Block``) of each GD neuron on the data, None for a neuron that is zero
+        there.
     subproblem : SubproblemResult
         (C_B) for the distinct blocks B of the iterate, solved exactly (Clarabel, tight tolerances).
     network : ReLUNetwork
@@ -656,11 +717,13 @@ class LimitPoint:
     polished : bool
         Whether the Newton polish was applied (else theta* is the interior-point solution).
     gd_objective : float
-        1/2 ||theta~||^2 of the rescaled GD iterate theta~ = theta / sqrt(min margin) (>= ``objective``).
+        1/2 ||theta~||^2 of the rescaled GD iterate theta~ = theta / sqrt(min margin) (>=
+        ``objective``).
     angle : float
         Angle in radians between theta / ||theta|| and the exact point, aligned to GD's neurons: the
-        neuron -> block map removes the permutation symmetry, and blocks whose optimal u_k are parallel
-        are merged and their mass split optimally over the GD neurons in them (:func:`aligned_angle`).
+        neuron -> block map removes the permutation symmetry, and blocks whose optimal u_k are
+        parallel are merged and their mass split optimally over the GD neurons in them
+        (:func:`aligned_angle`).
     angle_history : ndarray or None
         The same angle at every record of the trajectory (None when given a network).
     clean_error_gd, clean_error : float
@@ -694,29 +757,38 @@ class LimitPoint:
         from .cli import to_jsonable
 
         cert = self.certificate
-        return to_jsonable({
-            "verdict": self.verdict,
-            "objective": self.objective,
-            "polished": self.polished,
-            "gd_objective": self.gd_objective,
-            "angle": self.angle,
-            "angle_history": self.angle_history,
-            "clean_error": self.clean_error,
-            "clean_error_gd": self.clean_error_gd,
-            "interval": self.interval,
-            "stationarity_residual": cert.stationarity_residual,
-            "relative_gap": cert.relative_gap,
-            "certificate_tolerances": cert.tolerances.to_dict(),
-            "subproblem_status": self.subproblem.status,
-            "blocks": [
-                None if b is None else {"direction": b.direction, "gap": b.gap, "sign": b.sign, "pinned": b.pinned}
-                for b in self.neuron_blocks
-            ],
-            "network": self.network.to_dict(),
-            "seconds": self.seconds,
-            "solve_seconds": self.solve_seconds,
-            "certify_seconds": self.certify_seconds,
-        })
+        return to_jsonable(
+            {
+                "verdict": self.verdict,
+                "objective": self.objective,
+                "polished": self.polished,
+                "gd_objective": self.gd_objective,
+                "angle": self.angle,
+                "angle_history": self.angle_history,
+                "clean_error": self.clean_error,
+                "clean_error_gd": self.clean_error_gd,
+                "interval": self.interval,
+                "stationarity_residual": cert.stationarity_residual,
+                "relative_gap": cert.relative_gap,
+                "certificate_tolerances": cert.tolerances.to_dict(),
+                "subproblem_status": self.subproblem.status,
+                "blocks": [
+                    None
+                    if b is None
+                    else {
+                        "direction": b.direction,
+                        "gap": b.gap,
+                        "sign": b.sign,
+                        "pinned": b.pinned,
+                    }
+                    for b in self.neuron_blocks
+                ],
+                "network": self.network.to_dict(),
+                "seconds": self.seconds,
+                "solve_seconds": self.solve_seconds,
+                "certify_seconds": self.certify_seconds,
+            }
+        )
 
 
 def _ray(row: np.ndarray, other: np.ndarray | None) -> np.ndarray:
@@ -728,21 +800,28 @@ def _ray(row: np.ndarray, other: np.ndarray | None) -> np.ndarray:
 
 
 def _polish(
-    sample: Any, blocks: list, U: np.ndarray, lam: np.ndarray, tol: float = 1e-7, iters: int = 20, drop: float = 1e-6
+    sample: Any,
+    blocks: list,
+    U: np.ndarray,
+    lam: np.ndarray,
+    tol: float = 1e-7,
+    iters: int = 20,
+    drop: float = 1e-6,
 ):
-    """Newton polish of an interior-point solution of (C_B) on its active system (MATH.md section 5).
+    """Newton polish of an interior-point solution of (C_B) on its active system (MATH.md section
+    5).
 
     Blocks with ||u_k|| <= drop * max ||u|| are dropped (interior-point remnants); margins with
-    lambda_i > tol max lambda are active; a block whose unit u_k is within tol of a cone edge is kept on
-    that ray, u_k = a_k r_k. The optimality system of (C_B) restricted to this active set,
+    lambda_i > tol max lambda are active; a block whose unit u_k is within tol of a cone edge is
+    kept on that ray, u_k = a_k r_k. The optimality system of (C_B) restricted to this active set,
 
         y_i sum_k s_k [i in A_k] <u_k, x~_i> = 1                   (i active)
         u_k / ||u_k|| = s_k sum_{i in A_k, active} lambda_i y_i x~_i   (interior block k)
         <r_k, s_k sum_{i in A_k, active} lambda_i y_i x~_i> = 1        (block k on ray r_k)
 
-    is solved by Gauss-Newton (least squares steps, so degenerate multipliers do not break it). Returns
-    (blocks, U, lam) or None when the polished point leaves the cones, the sign constraints or the
-    feasible set (the caller then keeps the solver's point).
+    is solved by Gauss-Newton (least squares steps, so degenerate multipliers do not break it).
+    Returns (blocks, U, lam) or None when the polished point leaves the cones, the sign constraints
+    or the feasible set (the caller then keeps the solver's point).
     """
     from .patterns import cone_constraints
 
@@ -811,7 +890,7 @@ def _polish(
             act = A[S, k]
             gk = sgn[k] * (lS[act] * y[S][act]) @ xt[S][act]
             dg = np.zeros((2, z.size))
-            dg[:, nb + np.flatnonzero(act)] = (sgn[k] * y[S][act] * xt[S][act].T)
+            dg[:, nb + np.flatnonzero(act)] = sgn[k] * y[S][act] * xt[S][act].T
             if ray is None:
                 u = Un[k]
                 nu = np.linalg.norm(u)
@@ -853,8 +932,8 @@ def _polish(
     return (blocks, Un, lam_new) if ok else None
 
 
-#: Clarabel settings for the exact solve of the limit cell: far tighter than the defaults (1e-8) so the
-#: certificate's relative stationarity residual reaches ~1e-10.
+#: Clarabel settings for the exact solve of a cell: far tighter than the defaults (1e-8); the Newton
+#: polish (:func:`_polish`) then takes the certificate's stationarity residual to ~1e-13.
 EXACT_SOLVER_OPTIONS = {
     "tol_gap_abs": 1e-12,
     "tol_gap_rel": 1e-12,
@@ -866,8 +945,11 @@ EXACT_SOLVER_OPTIONS = {
 
 @dataclass(frozen=True, eq=False)
 class ExactCell:
-    """(C_B) solved by Clarabel and Newton-polished: ``U`` (rows of ``subproblem.blocks``), the balanced
-    ``network`` (zero blocks pruned), whether the polish was kept, and the wall time of build + solve + polish."""
+    """(C_B) solved by Clarabel and Newton-polished.
+
+    ``U`` has the rows of ``subproblem.blocks``; ``network`` is the balanced network (zero blocks
+    pruned); ``polished`` says whether the polish was kept; ``seconds`` is build + solve + polish.
+    """
 
     subproblem: Any
     U: np.ndarray
@@ -879,7 +961,8 @@ class ExactCell:
 def solve_cell(
     sample: Any, blocks: list, solver_options: dict[str, Any] | None = None, polish: bool = True
 ) -> ExactCell:
-    """Solve (C_B) for the given 1-D blocks exactly: Clarabel at tight tolerances, then :func:`_polish`.
+    """Solve (C_B) for the given 1-D blocks exactly: Clarabel at tight tolerances, then
+    :func:`_polish`.
 
     Raises
     ------
@@ -893,10 +976,15 @@ def solve_cell(
     sub = ConvexSubproblem(sample, blocks).solve(**(solver_options or EXACT_SOLVER_OPTIONS))
     if not sub.has_solution:
         raise SolverError(
-            f"the convex subproblem of {len(blocks)} blocks returned status {sub.status!r} ({sub.solver_status})"
+            f"the convex subproblem of {len(blocks)} blocks returned status {sub.status!r} "
+            f"({sub.solver_status})"
         )
     U = np.asarray(sub.U, dtype=float)
-    polished = _polish(sample, list(blocks), U, np.asarray(sub.multipliers, dtype=float)) if polish else None
+    polished = (
+        _polish(sample, list(blocks), U, np.asarray(sub.multipliers, dtype=float))
+        if polish
+        else None
+    )
     if polished is not None:
         index = {blk: k for k, blk in enumerate(blocks)}
         U = np.zeros_like(U)
@@ -921,20 +1009,23 @@ def limit_point(
 ) -> LimitPoint:
     """Solve the convex subproblem of the final GD iterate's activation cell exactly and compare.
 
-    The blocks B are those of the iterate's neurons (``patterns.block_of_neuron``; duplicates collapsed).
-    (C_B) is solved with Clarabel at tight tolerances; the optimum maps to a balanced network theta*
-    which is a KKT point of (P) (MATH.md F2; kinks may land on data points, which ``certify`` handles).
+    The blocks B are those of the iterate's neurons (``patterns.block_of_neuron``; duplicates
+    collapsed). (C_B) is solved with Clarabel at tight tolerances; the optimum maps to a balanced
+    network theta* which is a KKT point of (P) (MATH.md F2; kinks may land on data points, which
+    ``certify`` handles).
 
     Parameters
     ----------
     source : Trajectory or ReLUNetwork
-        A GD run (its final iterate, dataset and width are used) or a network (then ``dataset`` is needed).
+        A GD run (its final iterate, dataset and width are used) or a network (then ``dataset`` is
+        needed).
     dataset : Dataset, optional
         Needed with a network; 1-D only.
     width : int, optional
         Width for the certificate's local/global decision (default: the GD network's width).
     kink_tol : float
-        Passed to ``block_of_neuron``; 0 means a kink counts as on a data point only if exactly on it.
+        Passed to ``block_of_neuron``; 0 means a kink counts as on a data point only if exactly on
+        it.
     interval : (a, b), optional
         Interval of the clean error (default: the dataset's support, else [0, 1]).
     cert_tol : CertTolerances, optional
@@ -942,11 +1033,12 @@ def limit_point(
     solver_options : dict, optional
         Clarabel settings (default :data:`EXACT_SOLVER_OPTIONS`).
     merge_tol : float
-        Blocks whose optimal unit directions u_k / ||u_k|| differ by at most this (same sign) count as one
-        neuron when aligning (they compute one function, e.g. two cells sharing a kink on a data point).
+        Blocks whose optimal unit directions u_k / ||u_k|| differ by at most this (same sign) count
+        as one neuron when aligning (they compute one function, e.g. two cells sharing a kink on a
+        data point).
     polish : bool
-        Newton-polish the interior-point solution on its active system (:func:`_polish`); kept only if
-        the polished point stays feasible with nonnegative multipliers.
+        Newton-polish the interior-point solution on its active system (:func:`_polish`); kept only
+        if the polished point stays feasible with nonnegative multipliers.
 
     Raises
     ------
@@ -962,14 +1054,18 @@ def limit_point(
     if isinstance(source, Trajectory):
         history_from = source
         if dataset is not None and dataset is not source.dataset:
-            raise InputError("limit_point: pass either a trajectory or a (network, dataset) pair, not both")
+            raise InputError(
+                "limit_point: pass either a trajectory or a (network, dataset) pair, not both"
+            )
         net, dataset = source.network, source.dataset
     elif isinstance(source, ReLUNetwork):
         if dataset is None:
             raise InputError("limit_point(network, dataset): the dataset is missing")
         net = source
     else:
-        raise InputError(f"limit_point needs a Trajectory or a ReLUNetwork, got {type(source).__name__}")
+        raise InputError(
+            f"limit_point needs a Trajectory or a ReLUNetwork, got {type(source).__name__}"
+        )
     _check_compatible(net, dataset)
     dataset.require_1d()
     width = net.n if width is None else int(width)
@@ -978,8 +1074,8 @@ def limit_point(
     if scaled is None:
         qmin = float(np.min(net.margins(dataset.X, dataset.y)))
         raise InputError(
-            f"the network does not separate the data (min_i y_i N(x_i) = {qmin:.3g} <= 0): it has no "
-            "activation cell with a feasible (C_B); train longer"
+            f"the network does not separate the data (min_i y_i N(x_i) = {qmin:.3g} <= 0): it "
+            "has no activation cell with a feasible (C_B); train longer"
         )
     box = _interval(dataset, interval)
     sample = SortedSample.from_dataset(dataset)
@@ -1001,7 +1097,12 @@ def limit_point(
     angle = aligned_angle(net, alignment)
     history = None
     if history_from is not None:
-        history = np.array([aligned_angle(history_from.network_at(r), alignment) for r in range(len(history_from.steps))])
+        history = np.array(
+            [
+                aligned_angle(history_from.network_at(r), alignment)
+                for r in range(len(history_from.steps))
+            ]
+        )
         history.setflags(write=False)
     return LimitPoint(
         neuron_blocks=neuron_blocks,

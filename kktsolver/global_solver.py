@@ -18,7 +18,7 @@ from .data import Dataset
 from .errors import InputError, SolverError
 from .network import ReLUNetwork
 from .patterns import Block, SortedSample, all_blocks, network_from_blocks, rho
-from .subproblem import ConvexSubproblem, SubproblemResult, cone_rows, margins_of, scale_estimate
+from .subproblem import ConvexSubproblem, SubproblemResult, cone_rows, margins_of
 
 __all__ = [
     "GlobalTolerances",
@@ -57,10 +57,18 @@ class GlobalTolerances:
         After a round, margins <= 1 + active_rtol that were not active are added to the active set.
     newton_tol : float
         Newton stops when the max-norm of the (dimensionless) KKT residual is below this.
+    newton_accept : float
+        If the line search stalls (the residual is at its rounding level), the polish counts as
+        converged when the residual is below this; the certificate decides in any case.
+    newton_reg : float
+        Proximal term on the primal unknowns in the Newton matrix (the primal optimum is often not
+        unique; the term only regularises the step, solutions are unchanged).
     max_newton : int
         Newton iterations per active set.
     max_rounds : int
         Rounds of purify -> polish -> price (each adds the blocks the multipliers price above 1).
+    lp_tol : float
+        Primal and dual feasibility tolerance of the purification LP (HiGHS).
     conic_options : dict
         Extra Clarabel settings for the conic stage.
     """
@@ -71,8 +79,11 @@ class GlobalTolerances:
     snap_rtol: float = 1e-6
     active_rtol: float = 1e-9
     newton_tol: float = 1e-13
+    newton_reg: float = 1e-12
+    newton_accept: float = 1e-9
     max_newton: int = 30
-    max_rounds: int = 6
+    max_rounds: int = 8
+    lp_tol: float = 1e-10
     conic_options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -340,7 +351,11 @@ def candidates(
     D = np.vstack(Ds) if Ds else np.zeros((0, 2))
     D, edge = _snap(geo, k, D, tol.snap_rtol)
     if extra is not None:
-        k, D, edge = np.concatenate([k, extra.k]), np.vstack([D, extra.D]), np.concatenate([edge, extra.edge])
+        k, D, edge = (
+            np.concatenate([k, extra.k]),
+            np.vstack([D, extra.D]),
+            np.concatenate([edge, extra.edge]),
+        )
     # drop exact duplicates (same block, same direction)
     key = np.column_stack([k, np.round(D * 1e12)])
     _, first = np.unique(key, axis=0, return_index=True)
@@ -375,7 +390,9 @@ def _chain_matrix(geo: _Geometry, sample: SortedSample, cols: Support, ncol_offs
     return np.concatenate(rows), np.concatenate(cols_), np.concatenate(vals), iP, iQ
 
 
-def purify(geo: _Geometry, sample: SortedSample, cols: Support) -> tuple[Support, np.ndarray]:
+def purify(
+    geo: _Geometry, sample: SortedSample, cols: Support, lp_tol: float = 1e-10
+) -> tuple[Support, np.ndarray]:
     """Stage 2 (Caratheodory): a VERTEX of the LP over the masses beta_j >= 0 of fixed directions d_j,
 
         minimise sum_j beta_j  s.t.  y_i sum_j beta_j s_j [i in A_j] <d_j, x~_i> >= 1,
@@ -393,14 +410,25 @@ def purify(geo: _Geometry, sample: SortedSample, cols: Support) -> tuple[Support
     coef = -(sample.y[:, None] * sample.xt)
     mr = np.repeat(np.arange(m), 2)
     A_ub = sparse.csr_matrix(
-        (np.concatenate([coef.ravel(), coef.ravel()]), (np.concatenate([mr, mr]), np.concatenate([iP.ravel(), iQ.ravel()]))),
+        (
+            np.concatenate([coef.ravel(), coef.ravel()]),
+            (np.concatenate([mr, mr]), np.concatenate([iP.ravel(), iQ.ravel()])),
+        ),
         shape=(m, n),
     )
     cost = np.zeros(n)
     cost[:nc] = 1.0
     bounds = [(0, None)] * nc + [(None, None)] * (4 * m)
-    res = linprog(cost, A_ub=A_ub, b_ub=-np.ones(m), A_eq=A_eq, b_eq=np.zeros(4 * m), bounds=bounds,
-                  method="highs-ds")
+    res = linprog(
+        cost,
+        A_ub=A_ub,
+        b_ub=-np.ones(m),
+        A_eq=A_eq,
+        b_eq=np.zeros(4 * m),
+        bounds=bounds,
+        method="highs-ds",
+        options={"primal_feasibility_tolerance": lp_tol, "dual_feasibility_tolerance": lp_tol},
+    )
     if res.status != 0:
         raise SolverError(f"purification LP failed: {res.message}")
     beta = res.x[:nc]
@@ -409,24 +437,34 @@ def purify(geo: _Geometry, sample: SortedSample, cols: Support) -> tuple[Support
     return Support(cols.k[keep], cols.D[keep], cols.edge[keep], beta[keep]), lam
 
 
-def merge(sup: Support, geo: _Geometry) -> Support:
-    """Stage 3: one column per neuron. Columns with the same sign and parallel directions in blocks that
-    agree on the data (a ray on the common edge of two neighbouring cells) are the same neuron; their
-    masses add up. Columns of the same block are merged the same way."""
+def merge(sup: Support, geo: _Geometry, snap_rtol: float = 1e-6) -> Support:
+    """Stage 3: one column per neuron.
+
+    Columns of the same block add up (u = sum beta_j d_j stays in the convex cone and
+    ||sum|| <= sum ||.||, so the LP optimum is kept); a column on a cone edge whose neighbouring cell
+    shares that ray is the same neuron, so rays are identified by (sign, direction) across blocks.
+    """
     if sup.k.size == 0:
         return sup
-    order = np.lexsort((sup.D[:, 1], sup.D[:, 0], geo.sign[sup.k]))
-    keep, beta = [], []
-    for j in order:
-        for t, jj in enumerate(keep):
-            if geo.sign[sup.k[jj]] == geo.sign[sup.k[j]] and np.abs(sup.D[jj] - sup.D[j]).max() <= 1e-12:
-                beta[t] += sup.beta[j]
-                break
+    U = sup.U()
+    ks, Us = [], []
+    index: dict[Any, int] = {}
+    for j in range(sup.k.size):
+        k = int(sup.k[j])
+        key = ("k", k)
+        if sup.edge[j] > 0:  # a ray: kink on a data point, shared by two neighbouring cells
+            key = ("ray", int(geo.sign[k]), tuple(np.round(sup.D[j], 12)))
+        if key in index:
+            Us[index[key]] += U[j]
         else:
-            keep.append(j)
-            beta.append(sup.beta[j])
-    keep = np.array(keep)
-    return Support(sup.k[keep], sup.D[keep], sup.edge[keep], np.array(beta))
+            index[key] = len(ks)
+            ks.append(k)
+            Us.append(U[j].copy())
+    k = np.array(ks)
+    U = np.array(Us)
+    beta = np.linalg.norm(U, axis=1)
+    D, edge = _snap(geo, k, U / beta[:, None], snap_rtol)
+    return Support(k, D, edge, beta)
 
 
 @dataclass(frozen=True)
@@ -440,6 +478,40 @@ class PolishInfo:
     message: str = ""
 
 
+def _projection(geo: _Geometry, k: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pi_k(z_k): projection onto each block's cone, with its (piecewise constant) Jacobian (K x 2 x 2).
+
+    Inside the wedge Pi = z (Jacobian I); outside, onto the better edge e with <z, e> > 0
+    (Jacobian e e'); otherwise 0. A half-plane {a u >= 0} (m = 1) projects onto its boundary line.
+    """
+    E1, E2 = geo.E1[k], geo.E2[k]
+    K = k.size
+    Pz = np.zeros((K, 2))
+    Jp = np.zeros((K, 2, 2))
+    det = E1[:, 0] * E2[:, 1] - E1[:, 1] * E2[:, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alpha = (z[:, 0] * E2[:, 1] - z[:, 1] * E2[:, 0]) / det
+        beta = (E1[:, 0] * z[:, 1] - E1[:, 1] * z[:, 0]) / det
+    half = np.isnan(E1[:, 0])
+    inside = (alpha >= 0) & (beta >= 0) & ~half
+    p1 = np.einsum("kj,kj->k", z, np.nan_to_num(E1))
+    p2 = np.einsum("kj,kj->k", z, np.nan_to_num(E2))
+    Pz[inside] = z[inside]
+    Jp[inside] = np.eye(2)
+    for E, p, sel in ((E1, p1, ~inside & ~half & (p1 >= p2) & (p1 > 0)),
+                      (E2, p2, ~inside & ~half & (p2 > p1) & (p2 > 0))):
+        Pz[sel] = p[sel, None] * E[sel]
+        Jp[sel] = np.einsum("ki,kj->kij", E[sel], E[sel])
+    for j in np.flatnonzero(half):
+        a = geo.G1[k[j]]
+        if a @ z[j] >= 0:
+            Pz[j], Jp[j] = z[j], np.eye(2)
+        else:
+            A = np.eye(2) - np.outer(a, a) / (a @ a)
+            Pz[j], Jp[j] = A @ z[j], A
+    return Pz, Jp
+
+
 def polish(
     geo: _Geometry,
     sample: SortedSample,
@@ -448,182 +520,173 @@ def polish(
     lam0: np.ndarray,
     tol: GlobalTolerances,
 ) -> tuple[Support, np.ndarray, PolishInfo]:
-    """Stage 4: Newton on the KKT equations of the identified active system (MATH.md section 5).
+    """Stage 4: semismooth Newton on the KKT equations of the identified active system (MATH.md 5).
 
-    Unknowns: lambda_i (i active), G_j = sum_{i<j} lambda_i y_i x~_i, u_k of the interior support
-    blocks, the mass alpha_k of the ray (edge) blocks, and the prefix/suffix sums P_i, Q_i of N.
-    Equations (square, sparse, O(m + K) nonzeros):
-        u_k / ||u_k|| = s_k (G_stop - G_start)       interior block (stationarity, rho_k = 1)
-        <e_k, s_k (G_stop - G_start)> = 1            ray block on edge e_k
-        y_i <P_i + Q_i, x~_i> = 1                    active margin i
-    plus the linear recursions of G, P and Q. Returns the polished support (beta, D), lambda (sorted
-    order, zero off ``active``) and :class:`PolishInfo`.
+    Unknowns: lambda_i (i active), G_j = sum_{i<j} lambda_i y_i x~_i, u_k of the support blocks and
+    the prefix/suffix sums P_i, Q_i of N. Equations (square, sparse, O(m + K) nonzeros):
+
+        u_k / ||u_k|| = Pi_k( s_k (G_stop - G_start) )     support block k (stationarity, rho_k = 1)
+        y_i <P_i + Q_i, x~_i> = 1                           active margin i
+
+    plus the linear recursions of G, P and Q. Pi_k is the projection onto block k's cone: inside the
+    cone the equation says u_k is parallel to s_k g_k(lambda) with rho_k = ||g_k|| = 1; on an edge e
+    (kink on a data point) it says u_k is along e and rho_k = <e, s_k g_k> = 1. Pi is piecewise linear,
+    so the Newton matrix uses its generalised Jacobian and the interior/edge case needs no guess.
+    Returns the polished support, lambda (sorted order, zero off ``active``) and :class:`PolishInfo`.
     """
     m = sample.m
     xt, y = sample.xt, sample.y
     I = np.flatnonzero(active)
     nI = I.size
     k = sup.k
-    interior = sup.edge == 0
-    ki, kr = np.flatnonzero(interior), np.flatnonzero(~interior)
-    nint, nray = ki.size, kr.size
-    # variable layout
-    o_lam = 0
-    o_G = nI  # G_1..G_m (G_0 = 0)
-    o_u = o_G + 2 * m
-    o_a = o_u + 2 * nint
-    n = o_a + nray + 4 * m
-    # columns for the P/Q recursions: interior blocks contribute u (two unit columns), rays alpha e
-    cols_u = Support(np.repeat(k[ki], 2), np.tile(np.eye(2), (nint, 1)), np.zeros(2 * nint, int))
-    cols_r = Support(k[kr], sup.D[kr], sup.edge[kr])
+    K = k.size
+    o_lam, o_G, o_u = 0, nI, nI + 2 * m
+    n = o_u + 2 * K + 4 * m
+    cols_u = Support(np.repeat(k, 2), np.tile(np.eye(2), (K, 1)), np.zeros(2 * K, int))
     r1, c1, v1, iP, iQ = _chain_matrix(geo, sample, cols_u, o_u, n)
-    r2, c2, v2, _, _ = _chain_matrix(geo, sample, cols_r, o_a, n)
-    n_chain = 4 * m
-    keep2 = c2 < o_a + nray  # the recursion identity part is already in (r1, c1)
-    lin_rows = [r1, r2[keep2]]
-    lin_cols = [c1, c2[keep2]]
-    lin_vals = [v1, v2[keep2]]
-    # G recursion rows: G_j - G_{j-1} - [j-1 in I] lambda_{j-1} y x~ = 0, j = 1..m
-    row0 = n_chain
+    lin_rows, lin_cols, lin_vals = [r1], [c1], [v1]
+    # G recursion: G_{j+1} - G_j - [j in I] lambda_j y_j x~_j = 0, j = 0..m-1 (G_0 = 0)
+    row0 = 4 * m
     jj = np.arange(m)
-    gidx = o_G + 2 * jj[:, None] + np.arange(2)  # G_{j+1} at row j
+    gidx = o_G + 2 * jj[:, None] + np.arange(2)
     rg = row0 + 2 * jj[:, None] + np.arange(2)
-    lin_rows += [rg.ravel(), rg[1:].ravel()]
-    lin_cols += [gidx.ravel(), gidx[:-1].ravel()]
-    lin_vals += [np.ones(2 * m), -np.ones(2 * m - 2)]
-    lin_rows.append(rg[I].ravel())
-    lin_cols.append(np.repeat(o_lam + np.arange(nI), 2))
-    lin_vals.append(-(y[I, None] * xt[I]).ravel())
+    lin_rows += [rg.ravel(), rg[1:].ravel(), rg[I].ravel()]
+    lin_cols += [gidx.ravel(), gidx[:-1].ravel(), np.repeat(o_lam + np.arange(nI), 2)]
+    lin_vals += [np.ones(2 * m), -np.ones(2 * m - 2), -(y[I, None] * xt[I]).ravel()]
     row0 += 2 * m
-    # margin rows (linear)
-    rm = row0 + np.arange(nI)
+    rm = row0 + np.arange(nI)  # margins
     coef = y[I, None] * xt[I]
     lin_rows += [np.repeat(rm, 2), np.repeat(rm, 2)]
     lin_cols += [iP[I].ravel(), iQ[I].ravel()]
     lin_vals += [coef.ravel(), coef.ravel()]
     row0 += nI
-    r_int = row0 + np.arange(2 * nint).reshape(nint, 2)
-    r_ray = row0 + 2 * nint + np.arange(nray)
+    rs = row0 + np.arange(2 * K).reshape(K, 2)  # stationarity
     L = sparse.csr_matrix(
         (np.concatenate(lin_vals), (np.concatenate(lin_rows), np.concatenate(lin_cols))), shape=(n, n)
     )
-    s_i, s_r = geo.sign[k[ki]], geo.sign[k[kr]]
-    st_i, sp_i = geo.start[k[ki]], geo.stop[k[ki]]
-    st_r, sp_r = geo.start[k[kr]], geo.stop[k[kr]]
-    Er = sup.D[kr]
+    sg = geo.sign[k]
 
-    def gcols(j):  # column indices of G_j (j >= 1) for both coordinates; -1 for G_0
+    def gcols(j):  # columns of G_j (j >= 1); -1 for G_0 = 0
         return np.where(j[:, None] > 0, o_G + 2 * (j[:, None] - 1) + np.arange(2), -1)
 
-    gs_i, gp_i, gs_r, gp_r = gcols(st_i), gcols(sp_i), gcols(st_r), gcols(sp_r)
+    gs_, gp_ = gcols(geo.start[k]), gcols(geo.stop[k])
 
-    def Gval(z, gc):
-        return np.where(gc >= 0, z[np.maximum(gc, 0)], 0.0)
+    def zval(z):
+        def G(gc):
+            return np.where(gc >= 0, z[np.maximum(gc, 0)], 0.0)
 
-    # initial point
-    z = np.zeros(n)
-    lam_full = np.zeros(m)
-    lam_full[I] = lam0[I]
-    z[o_lam : o_lam + nI] = lam0[I]
-    Gfull = np.cumsum((lam_full * y)[:, None] * xt, axis=0)
-    z[o_G : o_G + 2 * m] = Gfull.ravel()
-    U0 = sup.U()
-    z[o_u : o_u + 2 * nint] = U0[ki].ravel()
-    z[o_a : o_a + nray] = sup.beta[kr]
-    blocks = [geo.blocks[kk] for kk in k]
-    Ufull = U0.copy()
-    P, Q = _pq(geo, sample, k, Ufull)
-    z[iP.ravel()] = P.ravel()
-    z[iQ.ravel()] = Q.ravel()
+        return sg[:, None] * (G(gp_) - G(gs_))
+
+    def unit(z):
+        u = z[o_u : o_u + 2 * K].reshape(K, 2)
+        nu = np.linalg.norm(u, axis=1)
+        return u, nu
 
     def residual(z):
         F = L @ z
         F[rm] -= 1.0
-        u = z[o_u : o_u + 2 * nint].reshape(nint, 2)
-        nu = np.linalg.norm(u, axis=1)
-        h_i = s_i[:, None] * (Gval(z, gp_i) - Gval(z, gs_i))
-        F[r_int] = u / nu[:, None] - h_i
-        h_r = s_r[:, None] * (Gval(z, gp_r) - Gval(z, gs_r))
-        F[r_ray] = np.einsum("kj,kj->k", Er, h_r) - 1.0
+        u, nu = unit(z)
+        Pz, _ = _projection(geo, k, zval(z))
+        F[rs] = u / nu[:, None] - Pz
         return F
 
     def jacobian(z):
-        u = z[o_u : o_u + 2 * nint].reshape(nint, 2)
-        nu = np.linalg.norm(u, axis=1)
+        u, nu = unit(z)
         e = u / nu[:, None]
+        _, Jp = _projection(geo, k, zval(z))
         rows, cols, vals = [], [], []
         for a in range(2):
-            for b in range(2):  # d(u/||u||)/du = (I - e e^T)/||u||
-                rows.append(r_int[:, a])
-                cols.append(o_u + 2 * np.arange(nint) + b)
+            for b in range(2):
+                rows.append(rs[:, a])  # d(u/||u||)/du = (I - e e')/||u||
+                cols.append(o_u + 2 * np.arange(K) + b)
                 vals.append(((a == b) - e[:, a] * e[:, b]) / nu)
-            for gc, sgn in ((gp_i, -1.0), (gs_i, 1.0)):
-                ok = gc[:, a] >= 0
-                rows.append(r_int[ok, a])
-                cols.append(gc[ok, a])
-                vals.append(sgn * s_i[ok])
-        for a in range(2):
-            for gc, sgn in ((gp_r, 1.0), (gs_r, -1.0)):
-                ok = gc[:, a] >= 0
-                rows.append(r_ray[ok])
-                cols.append(gc[ok, a])
-                vals.append(sgn * s_r[ok] * Er[ok, a])
+                for gc, sgn in ((gp_, -1.0), (gs_, 1.0)):  # -Jp dz/dG, z = s (G_stop - G_start)
+                    ok = gc[:, b] >= 0
+                    rows.append(rs[ok, a])
+                    cols.append(gc[ok, b])
+                    vals.append(sgn * sg[ok] * Jp[ok, a, b])
         N = sparse.csr_matrix(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
         )
         return (L + N).tocsc()
 
+    # initial point: the LP vertex and its multipliers
+    z = np.zeros(n)
+    lam_full = np.zeros(m)
+    lam_full[I] = lam0[I]
+    z[o_lam : o_lam + nI] = lam0[I]
+    z[o_G : o_G + 2 * m] = np.cumsum((lam_full * y)[:, None] * xt, axis=0).ravel()
+    U0 = sup.U()
+    z[o_u : o_u + 2 * K] = U0.ravel()
+    P, Q = _pq(geo, sample, k, U0)
+    z[iP.ravel()] = P.ravel()
+    z[iQ.ravel()] = Q.ravel()
+    prim = np.zeros(n)
+    prim[o_u : o_u + 2 * K] = tol.newton_reg
+    reg = sparse.diags(prim)
+
+    def fnorm(F):  # dimensionless rows: margins and unit-vector stationarity
+        return float(max(np.abs(F[rm]).max(initial=0.0), np.abs(F[rs]).max(initial=0.0)))
+
     F = residual(z)
-    it, msg, converged = 0, "", False
-    fn = _fnorm(F, rm, r_int, r_ray, z, o_lam, nI)
-    for it in range(1, tol.max_newton + 1):
+    fn = fnorm(F)
+    it, msg, converged = 0, "", fn <= tol.newton_tol
+    while not converged and it < tol.max_newton:
+        it += 1
         try:
-            dz = splinalg.spsolve(jacobian(z), -F)
+            dz = _regularised_step(jacobian(z), F, reg)
         except RuntimeError as e:  # singular factor
-            msg = f"singular Jacobian: {e}"
+            msg = f"singular Newton matrix: {e}"
             break
         if not np.all(np.isfinite(dz)):
-            msg = "singular Jacobian (non-finite step)"
+            msg = "singular Newton matrix (non-finite step)"
             break
-        step = 1.0
+        step, accepted = 1.0, False
         while step > 1e-4:
             zn = z + step * dz
-            un = zn[o_u : o_u + 2 * nint].reshape(nint, 2)
-            if nint == 0 or np.linalg.norm(un, axis=1).min() > 0:
+            if unit(zn)[1].min(initial=1.0) > 0:
                 Fn = residual(zn)
-                fnn = _fnorm(Fn, rm, r_int, r_ray, zn, o_lam, nI)
-                if fnn < fn or fnn <= tol.newton_tol:
+                fnn = fnorm(Fn)
+                if fnn < fn:
+                    accepted = True
                     break
             step /= 2
-        else:
-            msg = "line search failed"
+        if not accepted:
+            # no descent left: at the rounding level of the residual this is convergence
+            converged = fn <= tol.newton_accept
+            msg = "stalled at rounding level" if converged else "line search failed"
             break
         z, F, fn = zn, Fn, fnn
-        if fn <= tol.newton_tol:
-            converged = True
-            break
+        converged = fn <= tol.newton_tol
+        if _DEBUG:
+            _, Jp = _projection(geo, k, zval(z))
+            tr = np.trace(Jp, axis1=1, axis2=2)
+            print("     it", it, step, fn, "inside", int((tr > 1.5).sum()), "edge", int(((tr > .5) & (tr < 1.5)).sum()), "zero", int((tr < .5).sum()))
     lam = np.zeros(m)
     lam[I] = z[o_lam : o_lam + nI]
-    D = sup.D.copy()
-    beta = sup.beta.copy()
-    u = z[o_u : o_u + 2 * nint].reshape(nint, 2)
-    nu = np.linalg.norm(u, axis=1)
-    D[ki] = u / np.where(nu > 0, nu, 1.0)[:, None]
-    beta[ki] = nu
-    beta[kr] = z[o_a : o_a + nray]
-    del blocks
-    info = PolishInfo(it, float(fn), nI, converged, msg or ("converged" if converged else "max_newton"))
-    return Support(k, D, sup.edge.copy(), beta), lam, info
+    u, nu = unit(z)
+    D = u / np.where(nu > 0, nu, 1.0)[:, None]
+    D, edge = _snap(geo, k, D, 1e-12)
+    if not msg:
+        msg = "converged" if converged else "max_newton"
+    return Support(k, D, edge, nu), lam, PolishInfo(it, fn, nI, converged, msg)
 
 
-def _fnorm(F, rm, r_int, r_ray, z, o_lam, nI) -> float:
-    """Dimensionless residual: margins and stationarity rows as they are (O(1) quantities)."""
-    parts = [np.abs(F[rm])]
-    if r_int.size:
-        parts.append(np.abs(F[r_int]).ravel())
-    if r_ray.size:
-        parts.append(np.abs(F[r_ray]))
-    return float(max(p.max() if p.size else 0.0 for p in parts))
+def _regularised_step(J: sparse.spmatrix, F: np.ndarray, reg: sparse.spmatrix) -> np.ndarray:
+    """Newton step dz = argmin ||J dz + F||^2 + dz' R dz via the sparse augmented system
+
+        [ -I   J ] [r ]   [-F]
+        [ J'   R ] [dz] = [0],     r = J dz + F  (first row: -r + J dz = -F).
+
+    The primal optimum is often not unique (a right- and a left-facing neuron at one kink differ by a
+    linear function, MATH.md section 4): J is then singular along primal directions only, and the tiny
+    proximal term R on the primal unknowns picks the step of least primal motion (Gauss-Newton on a
+    consistent system converges quadratically; the term does not move the solution set).
+    """
+    n = J.shape[0]
+    A = sparse.bmat([[-sparse.identity(n), J], [J.T, reg]], format="csc")
+    sol = splinalg.spsolve(A, np.concatenate([-F, np.zeros(n)]))
+    return sol[n:]
 
 
 def _pq(geo: _Geometry, sample: SortedSample, k: np.ndarray, U: np.ndarray):
@@ -655,18 +718,22 @@ def restore_feasibility(net: ReLUNetwork, sample: SortedSample) -> tuple[ReLUNet
     """
     mm = float(net.margins(sample.x, sample.y).min())
     if mm <= 0:
-        raise SolverError(f"the polished network misclassifies a training point (min margin {mm:.3g})")
+        raise SolverError(
+            f"the polished network misclassifies a training point (min margin {mm:.3g})"
+        )
     c = 1.0 / np.sqrt(mm)
     for _ in range(5):
         out = net.scaled(c)
         mm2 = float(out.margins(sample.x, sample.y).min())
         if mm2 >= 1.0:
             return out, mm2
-        c *= 1.0 + 4e-16 * (1 + abs(1 - mm2) * 1e15)
+        c = c / np.sqrt(mm2) * (1.0 + 2e-16)  # rounding left a margin a few ulps below 1
     return out, mm2
 
 
 # --------------------------------------------------------------------------- driver
+
+_DEBUG = False
 
 
 def _validate(dataset: Any, formulation: str, tol: Any) -> SortedSample:
@@ -728,34 +795,62 @@ def solve_global(
     timings.update(purify=0.0, polish=0.0, certify=0.0)
 
     best = None
-    U_c, lam_c, extra = conic.U, conic.multipliers, None
+    t = time.perf_counter()
+    cols = candidates(geo, sample, conic.U, conic.multipliers, tol)
+    timings["purify"] += time.perf_counter() - t
     active_extra = np.zeros(sample.m, bool)
     rounds = 0
     for rounds in range(1, tol.max_rounds + 1):
         t = time.perf_counter()
-        cols = candidates(geo, sample, U_c, lam_c, tol, extra)
-        sup, lam_lp = purify(geo, sample, cols)
-        sup = merge(sup, geo)
+        sup_lp, lam_lp = purify(geo, sample, cols, tol.lp_tol)
+        sup_lp = merge(sup_lp, geo, tol.snap_rtol)
         timings["purify"] += time.perf_counter() - t
         t = time.perf_counter()
-        marg = margins_of([geo.blocks[k] for k in sup.k], sample, sup.U())
-        active = (lam_lp > 0) | (marg <= 1 + 1e-7) | active_extra
-        sup_p, lam_p, info = polish(geo, sample, sup, active, lam_lp, tol)
-        ok = info.converged and np.all(sup_p.beta >= 0) and np.all(lam_p >= -1e-12 * max(1.0, lam_p.max()))
-        if not ok:  # fall back to the LP vertex (feasible after scaling; gap limited by the LP)
-            sup_p, lam_p = sup, lam_lp
+        active = (lam_lp > 1e-9 * lam_lp.max()) | active_extra
+        big = sup_lp.beta > 1e-5 * sup_lp.beta.max()
+        sup_big = Support(sup_lp.k[big], sup_lp.D[big], sup_lp.edge[big], sup_lp.beta[big])
+        sup_p, lam_p, info = polish(geo, sample, sup_big, active, lam_lp, tol)
+        ok = info.converged and np.all(sup_p.beta >= 0) and np.all(lam_p >= 0)
         timings["polish"] += time.perf_counter() - t
+        if _DEBUG:
+            print(
+                "round",
+                rounds,
+                "cols",
+                cols.k.size,
+                "support",
+                sup_lp.k.size,
+                "edges",
+                (sup_lp.edge > 0).sum(),
+                "active",
+                active.sum(),
+                info,
+                ok,
+            )
         t = time.perf_counter()
-        cand = _evaluate(geo, sample, sup_p, lam_p)
+        tried = [_evaluate(geo, sample, sup_lp, lam_lp)]
+        if ok:
+            tried.append(_evaluate(geo, sample, sup_p, lam_p))
         timings["certify"] += time.perf_counter() - t
-        if best is None or cand["gap"] < best["gap"]:
-            best = cand
-        if cand["gap"] <= tol.gap:
+        for cand in tried:
+            if best is None or cand["gap"] < best["gap"]:
+                best = cand
+        if _DEBUG:
+            print("   gaps", [c["gap"] for c in tried])
+        if best["gap"] <= tol.gap:
             break
-        # next round: previous support plus blocks priced above 1 by the current multipliers
-        U_c, lam_c, extra = None, np.maximum(lam_p, 0.0), sup
-        mg = cand["margins"]
-        active_extra = active_extra | (mg <= 1 + tol.active_rtol)
+        # next round (Kelley / column generation on the dual): keep every column, add the support
+        # and the directions that the current multipliers price at rho_k >= 1 - candidate_rho
+        t = time.perf_counter()
+        lam_next = lam_p if ok else lam_lp
+        extra = Support(
+            np.concatenate([cols.k, sup_p.k]) if ok else cols.k,
+            np.vstack([cols.D, sup_p.D]) if ok else cols.D,
+            np.concatenate([cols.edge, sup_p.edge]) if ok else cols.edge,
+        )
+        cols = candidates(geo, sample, None, lam_next, tol, extra)
+        active_extra |= tried[-1]["margins"] <= 1 + tol.active_rtol
+        timings["purify"] += time.perf_counter() - t
 
     t = time.perf_counter()
     cerr = _clean_error(best["network"], dataset)
@@ -784,7 +879,9 @@ def solve_global(
     )
 
 
-def _evaluate(geo: _Geometry, sample: SortedSample, sup: Support, lam: np.ndarray) -> dict[str, Any]:
+def _evaluate(
+    geo: _Geometry, sample: SortedSample, sup: Support, lam: np.ndarray
+) -> dict[str, Any]:
     blocks = tuple(geo.blocks[k] for k in sup.k)
     U = sup.U()
     net = network_from_blocks(list(blocks), U).merged(rtol=1e-12)
@@ -793,8 +890,16 @@ def _evaluate(geo: _Geometry, sample: SortedSample, sup: Support, lam: np.ndarra
     lb, mr = lower_bound(geo, sample, lam)
     gap = (obj - lb) / obj
     return dict(
-        network=net, objective=obj, lower=lb, gap=gap, min_margin=mm, max_rho=mr, lam=np.maximum(lam, 0.0),
-        blocks=blocks, U=U, margins=margins_of(list(blocks), sample, U),
+        network=net,
+        objective=obj,
+        lower=lb,
+        gap=gap,
+        min_margin=mm,
+        max_rho=mr,
+        lam=np.maximum(lam, 0.0),
+        blocks=blocks,
+        U=U,
+        margins=margins_of(list(blocks), sample, U),
     )
 
 

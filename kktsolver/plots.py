@@ -209,7 +209,7 @@ def plot_error_vs_p(
         ax.set_xlabel("noise level p")
         ax.set_ylabel("clean error L")
         ax.set_title(title, fontsize=10)
-        ax.grid(True, which="both", alpha=0.25)
+        ax.grid(True, which="major", alpha=0.25)
         ax.legend(loc="lower right", fontsize=8)
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")

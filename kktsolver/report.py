@@ -249,8 +249,8 @@ CLASSES: tuple[ClassDef, ...] = (
         "local_min",
         "Local minima that are not global",
         "method = 'sample' AND verdict = 'local_min'",
-        "sampled KKT classes certified local minima at their width (width = own neurons + "
-        "width_extra), not global",
+        "sampled KKT classes certified local minima at the width in the `width` column (the "
+        "grid's [sample] width: by default the network's own number of neurons), not global",
     ),
     ClassDef(
         "non_minimal",
@@ -275,16 +275,19 @@ CLASS_BY_KEY = {c.key: c for c in CLASSES}
 
 
 def _dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (dataset, KKT class): strategies may find the same class; keep the first."""
+    """One row per (dataset, KKT class): strategies may find the same class; keep the first.
+
+    Classes are matched by clean error (to 1e-9) and objective (to 7 significant digits): the
+    enumeration's ``function_id`` is numbered per search, so it cannot match across units.
+    """
     seen: set[tuple] = set()
     out = []
     for r in rows:
-        fid = r.get("function_id")
         obj = r.get("objective")
         k = (
             r["instance_key"],
-            fid if fid is not None else round(float(r.get("clean_error") or 0.0), 12),
-            None if obj is None else float(f"{obj:.9g}"),
+            round(float(r.get("clean_error") or 0.0), 9),
+            None if obj is None else float(f"{obj:.7g}"),
         )
         if k not in seen:
             seen.add(k)

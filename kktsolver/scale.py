@@ -47,8 +47,7 @@ __all__ = [
     "rho_all_gaps",
     "margins_extended",
     "chain_master",
-    "polish_dual",
-    "PolishTolerances",
+    "dual_lp",
 ]
 
 _DEBUG = False
@@ -62,23 +61,32 @@ class ScaleTolerances:
     Attributes
     ----------
     price : float
-        A gap gets kink blocks when max_k rho_k > 1 + price for one of its blocks; the loop stops when
-        no block exceeds 1 + price and no margin is below 1 - margin.
+        A gap gets kink blocks when max_k rho_k >= 1 - price for one of its blocks (tight or violated
+        dual constraint of the all-gaps dual LP); the loop stops when no new gap and no new point
+        arrive.
     margin : float
         A point enters the master when its margin is below 1 - margin.
     solver : float
         Clarabel's tol_gap_abs / tol_gap_rel / tol_feas on the (O(1)-scaled) master.
     gap : float
         Target relative gap (objective - lower bound) / objective; status "optimal" needs it.
+    cut : float
+        Cutting planes of the dual LP stop when max_k rho_k <= 1 + cut.
+    cut_rounds : int
+        Maximum LP solves per dual (each adds the maximiser of |R| / w on every violated gap).
     """
 
     price: float = 1e-9
     margin: float = 1e-9
     solver: float = 1e-10
     gap: float = 1e-8
+    cut: float = 1e-11
+    cut_rounds: int = 12
 
     def __post_init__(self) -> None:
-        for name in ("price", "margin", "solver", "gap"):
+        if isinstance(self.cut_rounds, bool) or int(self.cut_rounds) != self.cut_rounds or self.cut_rounds < 1:
+            raise InputError(f"ScaleTolerances.cut_rounds must be a positive integer, got {self.cut_rounds!r}")
+        for name in ("price", "margin", "solver", "gap", "cut"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise InputError(f"ScaleTolerances.{name} must be a positive number, got {v!r}")
@@ -96,7 +104,7 @@ class ScaleDiagnostics:
     max_rho: tuple[float, ...]
     min_margin: tuple[float, ...]
     flips_residual: float
-    polish_residual: float
+    dual_max_rho: float
     loop: str
     tolerances: ScaleTolerances = field(default_factory=ScaleTolerances)
 
@@ -104,7 +112,9 @@ class ScaleDiagnostics:
         from .cli import to_jsonable
 
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "tolerances"}
-        d["tolerances"] = {k: getattr(self.tolerances, k) for k in ("price", "margin", "solver", "gap")}
+        d["tolerances"] = {
+            k: getattr(self.tolerances, k) for k in ("price", "margin", "solver", "gap")
+        }
         return to_jsonable(d)
 
 
@@ -233,6 +243,7 @@ def chain_master(
     gaps: np.ndarray,
     tol: float = 1e-10,
     max_iter: int = 200,
+    settings_extra: dict | None = None,
 ) -> _ChainSolution:
     """Solve the relaxed restricted master in value/slope ("chain") form with Clarabel.
 
@@ -260,7 +271,9 @@ def chain_master(
     D = np.diff(xs)
     gaps = np.asarray(gaps, dtype=np.int64)
     jk = np.searchsorted(pts, gaps - 1)  # interval index of each gap
-    if gaps.size and not (np.all(pts[jk] == gaps - 1) and np.all(pts[np.minimum(jk + 1, n - 1)] == gaps)):
+    if gaps.size and not (
+        np.all(pts[jk] == gaps - 1) and np.all(pts[np.minimum(jk + 1, n - 1)] == gaps)
+    ):
         raise ValueError("every kink gap needs both of its points among the selected points")
     jk = np.repeat(jk, 2)
     sk = np.tile([1.0, -1.0], gaps.size)
@@ -332,6 +345,11 @@ def chain_master(
     settings.tol_feas = tol
     settings.tol_ktratio = 1e-8
     settings.max_iter = max_iter
+    # the default static regularisation (1e-8) caps the accuracy on these degenerate masters
+    # (many zero kinks with rho = 1): measured 'AlmostSolved' vs 'Solved' to 5e-10 (docs/scale.md)
+    settings.static_regularization_constant = 1e-12
+    for key, val in (settings_extra or {}).items():
+        setattr(settings, key, val)
     t0 = time.perf_counter()
     sol = clarabel.DefaultSolver(sparse.csc_matrix((nvar, nvar)), q, A, b, cones, settings).solve()
     secs = time.perf_counter() - t0
@@ -439,107 +457,111 @@ def kinks_from_chain(ch: _ChainSolution, x: np.ndarray, merge: float = 1e-15):
     return t_u, d, L0
 
 
-# --------------------------------------------------------------------------- dual polish
+# --------------------------------------------------------------------------- dual LP in R-values
 
 
-@dataclass(frozen=True)
-class PolishTolerances:
-    """Thresholds of :func:`polish_dual` (relative, dimensionless).
-
-    kink : a kink is nonzero when (beta - alpha) sqrt(1 + t^2) > kink * max over kinks (its cost
-        times its gap length, an O(1) number for every real kink).
-    pin : the kink sits on x_L (resp. x_R) when -alpha (resp. beta) <= pin * (1 + beta - alpha); alpha and
-        beta are values of f's pieces, O(1), known to the master's absolute accuracy.
-    active : a point may carry lambda > 0 when its margin is <= 1 + active.
-    """
-
-    kink: float = 1e-6
-    pin: float = 1e-7
-    active: float = 1e-6
-
-
-def polish_dual(
+def dual_lp(
     sample: SortedSample,
-    gap: np.ndarray,
-    sign: np.ndarray,
-    alpha: np.ndarray,
-    beta: np.ndarray,
-    margins: np.ndarray,
-    tol: PolishTolerances | None = None,
-) -> tuple[np.ndarray, float]:
-    """Exact margin multipliers from the primal kink structure, segment by segment (O(m)).
+    points: np.ndarray,
+    cand_t: np.ndarray,
+    rounds: int = 6,
+    cut_tol: float = 1e-13,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Multipliers from the relaxed dual written in the O(1) values R_j = R(x_{r_j}) (HiGHS LP).
 
-    The interior-point duals are accurate only relative to max lambda (~ 1 / smallest gap), while the
-    certificate needs R(t) = sum_{x_i > t} lambda_i y_i (x_i - t) to absolute accuracy ~1e-9 (MATH.md
-    sections 3, 5). At an optimum of the relaxed master (sum_i lambda_i y_i x~_i = 0, so R = L and
-    R = 0 outside the data), complementary slackness fixes R piecewise:
+    With lambda zero off the selected points and sum_i lambda_i y_i x~_i = 0 (the dual of the free
+    linear part), R(t) = sum_{x_i > t} lambda_i y_i (x_i - t) vanishes outside [x_0, x_{m-1}], is linear
+    between selected points, and lambda_j y_j is its slope jump at x_{r_j}:
 
-    * a kink of sign s strictly inside gap g at t has rho = 1 attained at t, so on that gap R is the
-      tangent s (1 + t_k t) / sqrt(1 + t_k^2) of s sqrt(1 + t^2);
-    * a kink on a data point x_p gives R(x_p) = s sqrt(1 + x_p^2);
-    * R is continuous, linear between points, and its slope jumps by lambda_i y_i at x_i.
+        maximise  sum_j lambda_j,  lambda_j = y_j ((R_{j+1} - R_j) / D_j - (R_j - R_{j-1}) / D_{j-1}) >= 0
+        s.t.      |R(t)| <= sqrt(1 + t^2)  at the selected points and at candidate kinks t,
 
-    Between two consecutive known pieces (a, b) the multipliers of the active points in between solve
-    R_b(t) - R_a(t) = sum_i lambda_i y_i (t - x_i) plus the pinned values: a tiny nonnegative least
-    squares problem. Returns (lambda in sorted order, max residual of those equations relative to 1).
+    (R_0 = R_{n-1} = 0, outer slopes 0). This is the dual of (C_B) over every block (MATH.md section 3)
+    with the semi-infinite constraint kept at finitely many t; the candidates start at the primal
+    kinks and each round adds, in every gap where rho_k > 1 + cut_tol, the maximiser of |R| / w
+    (cutting planes). Variables are O(1), so HiGHS' absolute tolerances are meaningful even when
+    lambda ~ 10^9. Returns (lambda in sorted order over all m points, info).
     """
-    from scipy.optimize import nnls
+    from scipy.optimize import linprog
 
-    tol = tol or PolishTolerances()
     x, y, m = sample.x, sample.y, sample.m
-    gap = np.asarray(gap)
-    xl, xr = x[gap - 1], x[gap]
-    width = beta - alpha
-    t = xl + (-alpha) / np.where(width > 0, width, 1.0) * (xr - xl)
-    size = width * np.hypot(1.0, t)
-    live = size > tol.kink * (size.max(initial=0.0))
-    pin_l = live & (-alpha <= tol.pin * (1.0 + width))
-    pin_r = live & (beta <= tol.pin * (1.0 + width)) & ~pin_l
-    free = live & ~pin_l & ~pin_r
-    # known linear pieces R(t) = A + B t on whole gaps: gap 0 (left of x_0) and gap m are R = 0
-    pieces: dict[int, tuple[float, float, float]] = {0: (0.0, 0.0, np.inf), m: (0.0, 0.0, np.inf)}
-    for k in np.flatnonzero(free):
-        g, s, tk = int(gap[k]), float(sign[k]), float(t[k])
-        w = float(np.hypot(1.0, tk))
-        if g in pieces and pieces[g][2] >= size[k]:
-            continue  # two kinks in one gap: keep the larger one
-        pieces[g] = (s / w, s * tk / w, float(size[k]))
-    pinned: dict[int, float] = {}
-    for k in np.flatnonzero(pin_l | pin_r):
-        p = int(gap[k] - 1) if pin_l[k] else int(gap[k])
-        pinned[p] = float(sign[k]) * float(np.hypot(1.0, x[p]))
-    active = margins <= 1.0 + tol.active
-    lam = np.zeros(m)
-    worst = 0.0
-    known = sorted(pieces)
-    for a, b in zip(known[:-1], known[1:], strict=True):
-        # points a .. b-1 lie between gap a and gap b
-        idx = np.arange(a, b)
-        idx = idx[active[idx]]
-        Aa, Ba, _ = pieces[a]
-        Ab, Bb, _ = pieces[b]
-        xe = x[b - 1]
-        scale_x = max(x[b - 1] - x[a], 1e-300) if b - 1 > a else 1.0
-        rows, rhs = [], []
-        # slope and value at x_e = x_{b-1}: R_b - R_a = sum lambda_i y_i (t - x_i)
-        rows.append(y[idx] * scale_x)
-        rhs.append((Bb - Ba) * scale_x)
-        rows.append(y[idx] * (xe - x[idx]))
-        rhs.append((Ab + Bb * xe) - (Aa + Ba * xe))
-        for p in range(a, b):
-            if p in pinned:
-                rows.append(np.where(x[idx] < x[p], y[idx] * (x[p] - x[idx]), 0.0))
-                rhs.append(pinned[p] - (Aa + Ba * x[p]))
-        M, r = np.array(rows), np.array(rhs)
-        if idx.size == 0:
-            worst = max(worst, float(np.max(np.abs(r))))
-            continue
-        sol, res = nnls(M, r)
-        lam[idx] = sol
-        if _DEBUG and res > 1e-6:
-            print("seg", a, b, "idx", idx, "pinned", [p for p in range(a, b) if p in pinned], "res", res, "M", M, "r", r, "y", y[a:b], "marg", margins[a:b])
-        worst = max(worst, float(res))
-    return lam, worst
+    pts = np.asarray(points, dtype=np.int64)
+    n = pts.size
+    xs, ys = x[pts], y[pts]
+    D = np.diff(xs)
+    # lambda = Lmat @ R (n x n, tridiagonal), rows scaled by h_j = D_{j-1} D_j / (D_{j-1} + D_j) for HiGHS
+    inv = 1.0 / D
+    diag = np.zeros(n)
+    lo = np.zeros(n - 1)
+    up = np.zeros(n - 1)
+    diag[:-1] -= inv
+    up += inv
+    diag[1:] -= inv
+    lo += inv
+    Lmat = sparse.diags([lo, diag, up], [-1, 0, 1], format="csr")
+    Lmat = sparse.diags(ys) @ Lmat
+    cost = -np.asarray(Lmat.sum(axis=0)).ravel()
+    h = np.ones(n)
+    h[1:-1] = D[:-1] * D[1:] / (D[:-1] + D[1:])
+    h[0], h[-1] = D[0], D[-1]
+    A_lam = -(sparse.diags(h) @ Lmat)  # -h lambda <= 0
+    wpts = np.hypot(1.0, xs)
+    bounds = np.column_stack([-wpts, wpts])
+    bounds[0] = bounds[-1] = 0.0
+    # every data point is a candidate (lambda is zero off the selected points, so R is linear across
+    # the others and |R| <= w must be imposed there explicitly), plus the primal kinks
+    cand = np.unique(np.r_[np.asarray(cand_t, dtype=float), x])
+    info: dict[str, Any] = {"rounds": 0, "candidates": 0, "max_rho": np.nan, "status": ""}
+    lam_full = np.zeros(m)
+    cscale = 1.0 / np.abs(cost).max()
+    for rnd in range(rounds):
+        j = np.clip(np.searchsorted(xs, cand, side="right") - 1, 0, n - 2)
+        f = (cand - xs[j]) / D[j]
+        inside = (f > 0) & (f < 1)
+        j, f, tc = j[inside], f[inside], cand[inside]
+        k = np.arange(j.size)
+        Ac = sparse.csr_matrix(
+            (np.r_[1 - f, f], (np.r_[k, k], np.r_[j, j + 1])), shape=(j.size, n)
+        )
+        wc = np.hypot(1.0, tc)
+        A_ub = sparse.vstack([A_lam, Ac, -Ac], format="csr")
+        b_ub = np.r_[np.zeros(n), wc, wc]
+        t_lp = time.perf_counter()
+        res = linprog(
+            cost * cscale,
+            A_ub=A_ub,
+            b_ub=b_ub,
+            bounds=bounds,
+            method="highs",
+            options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10},
+        )
+        info["rounds"], info["candidates"], info["status"] = rnd + 1, int(j.size), res.message
+        if res.status != 0:
+            raise SolverError(f"dual LP failed: {res.message}")
+        R = res.x
+        lam = np.maximum(Lmat @ R, 0.0)
+        if _DEBUG:
+            print("lp round", rnd, "cands", j.size, "lp secs", round(time.perf_counter() - t_lp, 3), "max_rho", end=" ")
+        lam_full = np.zeros(m)
+        lam_full[pts] = lam
+        rh = rho_all_gaps(sample, lam_full)
+        info["max_rho"] = rh["max"]
+        if _DEBUG:
+            print(rh["max"] - 1)
+        worst = np.maximum(rh["right"], rh["left"])
+        bad = np.flatnonzero(worst > 1.0 + cut_tol)
+        if bad.size == 0:
+            break
+        # maximiser of |R(t)| / w(t) on each violated gap: R linear there, R(t) = A - B t
+        g = bad + 1
+        jj = np.clip(np.searchsorted(pts, g - 1, side="right") - 1, 0, n - 2)
+        B = -(R[jj + 1] - R[jj]) / D[jj]
+        A = R[jj] + B * xs[jj]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ts = np.where(A != 0, -B / A, x[g])  # stationary point of (A - B t) / sqrt(1 + t^2)
+        ts = np.clip(np.nan_to_num(ts, nan=0.0), x[g - 1], x[g])
+        cand = np.unique(np.r_[cand, ts, x[g - 1], x[g]])
+    return lam_full, info
 
 
 # --------------------------------------------------------------------------- flips (right -> left)
@@ -630,7 +652,15 @@ def _exact_master(sample: SortedSample, points: np.ndarray, gaps: np.ndarray, to
     codes = {"all": 0, "right": 1, "left": 2}
     kind = np.array([codes[b.direction] for b in blocks])
     sign = np.array([b.sign for b in blocks])
-    return kind, np.array(full_gap), sign, np.array(res.U), np.array(res.multipliers), res.seconds, res.status
+    return (
+        kind,
+        np.array(full_gap),
+        sign,
+        np.array(res.U),
+        np.array(res.multipliers),
+        res.seconds,
+        res.status,
+    )
 
 
 # --------------------------------------------------------------------------- driver
@@ -758,7 +788,7 @@ def solve_global_large(
 
     sample = SortedSample.from_dataset(dataset)
     m, x = sample.m, sample.x
-    timings = {"master": 0.0, "reconstruct": 0.0, "polish": 0.0, "pricing": 0.0, "flips": 0.0}
+    timings = {"master": 0.0, "reconstruct": 0.0, "dual_lp": 0.0, "pricing": 0.0, "flips": 0.0}
     pts, gaps = _initial_sets(sample)
     use_chain = master != "exact" and m >= 3 and gaps.size > 0
     hist: dict[str, list] = {k: [] for k in ("master", "pts", "blocks", "secs", "rho", "marg")}
@@ -782,8 +812,9 @@ def solve_global_large(
             marg = margins_extended(sample, kind, bgap, bsign, U)
             timings["reconstruct"] += time.perf_counter() - t1
             t1 = time.perf_counter()
-            lam, polish_res = polish_dual(sample, ch.gap, ch.sign, ch.alpha, ch.beta, marg)
-            timings["polish"] += time.perf_counter() - t1
+            lam, lp_info = dual_lp(sample, pts, tk, rounds=tol.cut_rounds, cut_tol=tol.cut)
+            polish_res = float(lp_info["max_rho"])
+            timings["dual_lp"] += time.perf_counter() - t1
             arrays = ("chain", tk, dk, L0)
         else:
             kind, bgap, bsign, U, lam_pts, secs, st = _exact_master(sample, pts, gaps, tol.solver)
@@ -803,13 +834,14 @@ def solve_global_large(
         hist["marg"].append(float(marg.min()))
         bar.update(1)
         bad_pts = np.setdiff1d(np.flatnonzero(marg < 1.0 - tol.margin), pts)
-        worst = np.maximum(rh["right"], rh["left"])
-        new_gaps = np.setdiff1d(np.flatnonzero(worst > 1.0 + tol.price) + 1, gaps)
+        # column generation with the all-gaps dual: a gap whose block is tight (rho >= 1 - price)
+        # may carry a kink of the optimum (the LP's own primal has its kinks exactly there)
+        new_gaps = _most_violated(np.maximum(rh["right"], rh["left"]), 1.0 - tol.price, gaps)
         if use_chain and rh["all"] > 1.0 + tol.price and master == "auto":
             use_chain = False  # the linear part is not free: switch to the exact master
             continue
         if bad_pts.size == 0 and new_gaps.size == 0:
-            loop = "converged" if rh["max"] <= 1.0 + tol.price else "stalled"
+            loop = "converged"
             break
         gaps = np.union1d(gaps, new_gaps)
         pts = np.unique(np.concatenate([pts, bad_pts, new_gaps - 1, new_gaps]))
@@ -829,7 +861,9 @@ def solve_global_large(
             return solve_global_large(dataset, tol, solver, max_iter, progress, master="exact")
         phi, ell = fl
         flips_res = float(np.max(np.abs(np.asarray(ell, dtype=float))))
-        kind, bgap, bsign, U = _assemble(bgap[1:], bsign[1:], U[1:], phi, ell, float(x[0]), float(x[-1]))
+        kind, bgap, bsign, U = _assemble(
+            bgap[1:], bsign[1:], U[1:], phi, ell, float(x[0]), float(x[-1])
+        )
         marg = margins_extended(sample, kind, bgap, bsign, U)
     else:
         _, kind, bgap, bsign, U = arrays
@@ -838,9 +872,14 @@ def solve_global_large(
     mn = float(marg.min())
     if not mn > 0:
         raise SolverError(f"the block solution does not separate the data (min margin {mn:.3g})")
-    if mn < 1.0:
-        U = U / mn
+    for _ in range(8):
+        # margins are linear in U, but U is rounded to float64 after scaling (error ~ eps sum |u|):
+        # overshoot by twice the deficit so that the rounded blocks are feasible
+        if mn >= 1.0:
+            break
+        U = U * ((1.0 + 2.0 * (1.0 - mn)) / mn)
         marg = margins_extended(sample, kind, bgap, bsign, U)
+        mn = float(marg.min())
     nrm = np.linalg.norm(U, axis=1)
     objective = float(np.sum(nrm.astype(_LD)))
     lam_sum = float(np.sum(lam.astype(_LD)))
@@ -892,6 +931,26 @@ def solve_global_large(
         U=Uk,
         diagnostics=diag,
     )
+
+
+def _most_violated(rho_gap: np.ndarray, limit: float, have: np.ndarray) -> np.ndarray:
+    """Gaps (1-based) to add: the argmax of rho over each maximal run of consecutive violated gaps.
+
+    Dual constraints are violated on whole stretches of a long run at once; one kink per stretch
+    (at its most violated gap) is what the primal needs, and keeps the master small.
+    """
+    bad = rho_gap > limit
+    bad[np.asarray(have, dtype=np.int64) - 1] = False
+    idx = np.flatnonzero(bad)
+    if idx.size == 0:
+        return idx
+    starts = np.r_[0, np.flatnonzero(np.diff(idx) > 1) + 1]
+    best = np.maximum.reduceat(rho_gap[idx], starts)
+    run = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, idx.size]))
+    pick = idx[rho_gap[idx] == best[run]]
+    # one per run (ties: first)
+    _, first = np.unique(run[rho_gap[idx] == best[run]], return_index=True)
+    return pick[first] + 1
 
 
 def _kink_arrays(t: np.ndarray, d: np.ndarray, L0: np.ndarray, x: np.ndarray):

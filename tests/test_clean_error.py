@@ -226,3 +226,17 @@ def test_mc_rejects_bad_arguments(kwargs, match):
 def test_mc_uniform_needs_one_dimension():
     with pytest.raises(InputError, match="d = 1"):
         clean_error_mc(ReLUNetwork([1.0], [[1.0, 0.0]], [0.0]), 10, distribution="uniform")
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(net=random_net_1d(), c=st.floats(0.1, 10.0))
+def test_exact_invariant_under_function_preserving_maps(net, c):
+    # balancing, merging, permuting and positive scaling (N -> c^2 N) keep the sign of N
+    e = clean_error(net)
+    for other in (
+        net.balanced(),
+        net.merged(),
+        net.permuted(np.arange(net.n)[::-1]),
+        net.scaled(c),
+    ):
+        assert clean_error(other) == pytest.approx(e, abs=1e-9)

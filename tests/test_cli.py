@@ -306,3 +306,12 @@ def test_python_dash_m_exit_codes(tmp_path, vnet):
     assert bad.stderr.strip().splitlines() == [
         f"kktsolver error: error: {tmp_path / 'none.json'}: no such file"
     ]
+
+
+@pytest.mark.parametrize("command", ["data", "error", "demo"])
+def test_help(capsys, command):
+    with pytest.raises(SystemExit) as info:
+        cli.main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: kktsolver {command}") and "--json" in out

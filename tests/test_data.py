@@ -130,6 +130,8 @@ def test_noisy_constant_high_dimension():
         (lambda: noisy_constant_1d(2.5, 0.1), "sample size m"),
         (lambda: noisy_constant_1d(10, 0.5), "flip probability"),
         (lambda: noisy_constant_1d(10, -0.1), "flip probability"),
+        (lambda: noisy_constant_1d(10, "abc"), "flip probability"),
+        (lambda: noisy_constant_1d(10, np.nan), "flip probability"),
         (lambda: noisy_constant_1d(10, 0.1, seed=-3), "seed"),
         (lambda: noisy_constant_1d(10, 0.1, seed=1.5), "seed"),
         (lambda: noisy_constant_1d(10, 0.1, interval=(1, 0)), "interval"),

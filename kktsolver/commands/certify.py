@@ -1,6 +1,7 @@
 """``kktsolver certify``: is a network a KKT point, a local or a global minimum of (P) on a dataset?
 
-Prints the verdict with its evidence (residuals, certified interval, witness); see kktsolver.certify.
+Prints the verdict with its evidence (residuals, certified interval, witness); see
+:mod:`kktsolver.certify` and docs/certify.md.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     net = load_network(args.network)
     if net.d != dataset.d:
         raise InputError(
-            f"{args.network} takes inputs of dimension d = {net.d} but {args.data} has d = {dataset.d}"
+            f"{args.network} takes inputs of dimension d = {net.d} "
+            f"but {args.data} has d = {dataset.d}"
         )
     tol = CertTolerances(**{name: getattr(args, f"tol_{name}") for name in _TOL_FLAGS})
     cert = certify(net, dataset, width=args.width, tol=tol, exact=args.exact)

@@ -1,4 +1,4 @@
-"""``kktsolver gd``: train a two-layer ReLU network by full-batch gradient descent, then solve its limit cell.
+"""``kktsolver gd``: train a two-layer ReLU net by full-batch GD, then solve its limit cell exactly.
 
 Prints the final iterate (rescaled to margin 1) next to the exact KKT point of its activation cell.
 """
@@ -15,7 +15,8 @@ from ..errors import InputError
 NAME = "gd"
 HELP = (
     "Gradient-descent baseline: train by full-batch GD on the exp or logistic loss, then solve the "
-    "convex problem of the final activation cell exactly and compare (angle, objective, clean error)."
+    "convex problem of the final activation cell exactly and compare (angle, objective, clean "
+    "error)."
 )
 
 
@@ -25,13 +26,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, required=True, help="number of GD steps T")
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
     parser.add_argument("--lr", type=float, default=0.1, help="step size (default 0.1)")
-    parser.add_argument("--loss", choices=("exp", "logistic"), default="exp", help="training loss (default exp)")
-    parser.add_argument("--init-scale", type=float, default=0.5, help="initialisation scale (default 0.5)")
+    parser.add_argument(
+        "--loss", choices=("exp", "logistic"), default="exp", help="training loss (default exp)"
+    )
+    parser.add_argument(
+        "--init-scale", type=float, default=0.5, help="initialisation scale (default 0.5)"
+    )
     parser.add_argument(
         "--normalized", action="store_true", help="loss-based step size lr / (L max(1, log 1/L))"
     )
     parser.add_argument(
-        "--adaptive", action="store_true", help="grow the rate x1.1 on success, halve (>= lr) on failure"
+        "--adaptive",
+        action="store_true",
+        help="grow the rate x1.1 on success, halve (>= lr) on failure",
     )
     parser.add_argument(
         "--record-every", type=int, default=None, help="record every K steps (default steps // 200)"
@@ -67,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
         note = "the limit point is computed in 1-D only"
     elif not traj.normalized_margin[-1] > 0:
         note = (
-            f"GD did not separate the data in {int(traj.steps[-1])} steps (min margin <= 0), so there is no "
-            "limit cell yet: train longer, change --lr/--seed/--width"
+            f"GD did not separate the data in {int(traj.steps[-1])} steps (min margin <= 0), so "
+            "there is no limit cell yet: train longer, change --lr/--seed/--width"
         )
     else:
         lim = limit_point(traj)
@@ -114,7 +121,11 @@ def _print_table(final: dict, limit: dict | None, note: str | None) -> None:
     print(f"GD: {final['steps']} steps in {final['seconds']:.2f} s (stopped: {final['stopped']})")
     rows = [
         ("objective 1/2||theta||^2 (margin 1)", final["objective"], limit and limit["objective"]),
-        ("stationarity residual", final["stationarity_residual"], limit and limit["stationarity_residual"]),
+        (
+            "stationarity residual",
+            final["stationarity_residual"],
+            limit and limit["stationarity_residual"],
+        ),
         ("clean error", final["clean_error"], limit and limit["clean_error"]),
         ("normalized margin", final["normalized_margin"], None),
         ("verdict", None, limit and limit["verdict"]),

@@ -1,0 +1,110 @@
+"""Timing of kktsolver.certify on 1-D noisy datasets (m points, a width-50 network).
+
+Cases: the global optimum from kktsolver.global_solver padded to 50 neurons (float and exact),
+the optimum perturbed by 1e-5 and rescaled to be feasible (not KKT), and the multiplier LP
+alone against the named baseline "cvxpy-L1" (the same L1 problem modelled in cvxpy, Clarabel).
+
+    /work/venv/bin/python benchmarks/bench_certify.py [--m 200] [--width 50] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import cvxpy as cp
+import numpy as np
+
+from kktsolver.certify import _build_system, _solve_lp, certify, kink_pairs
+from kktsolver.data import noisy_constant_1d
+from kktsolver.global_solver import solve_global
+from kktsolver.network import ReLUNetwork
+
+
+def timed(fn, repeat: int):
+    out, ts = None, []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        ts.append(time.perf_counter() - t0)
+    return out, statistics.median(ts)
+
+
+def lp_system(net, ds):
+    Xt = np.column_stack([ds.X, np.ones(ds.m)])
+    Z = net.preactivations(ds.X)
+    margins = net.margins(ds.X, ds.y)
+    active = np.flatnonzero(margins <= 1 + 1e-6)
+    live = np.sqrt(net.v**2 + net.neuron_norms() ** 2) > 0
+    pairs = kink_pairs(Z, net, Xt, 1e-7, live)
+    return _build_system(net, Xt, ds.y.astype(float), Z, active, pairs)
+
+
+def cvxpy_l1(sys_):
+    """Baseline: the same multiplier LP (Clarke box, L1 residual) modelled in cvxpy."""
+    na, P = sys_.A_lam.shape[1], sys_.pairs.shape[0]
+    lam = cp.Variable(na, nonneg=True)
+    expr = sys_.A_lam @ lam
+    cons = []
+    if P:
+        mu = cp.Variable(P, nonneg=True)
+        expr = expr + sys_.A_mu @ mu
+        on = sys_.pair_col >= 0
+        cons += [mu[np.flatnonzero(on)] <= lam[sys_.pair_col[on]], mu[np.flatnonzero(~on)] == 0]
+    prob = cp.Problem(cp.Minimize(cp.norm1(sys_.rhs - expr)), cons)
+    prob.solve(solver=cp.CLARABEL)
+    return prob.value
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--m", type=int, default=200)
+    ap.add_argument("--width", type=int, default=50)
+    ap.add_argument("--p", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    ds = noisy_constant_1d(args.m, args.p, seed=args.seed)
+    g = solve_global(ds)
+    opt = g.network
+    width = max(args.width, opt.n)
+    padded = opt.padded(width)
+    # a feasible non-KKT network: the optimum with every weight perturbed by 1e-5 (relative), then
+    # scaled by 1 / sqrt(min margin) so that min margin = 1
+    rng = np.random.default_rng(args.seed)
+    th = padded.theta * (1 + 1e-5 * rng.standard_normal(padded.theta.size))
+    pert = ReLUNetwork.from_theta(th, padded.n, 1)
+    pert = pert.scaled(1 / np.sqrt(pert.margins(ds.X, ds.y).min()))
+
+    rows = []
+    for name, net, exact in (
+        ("global opt (padded)", padded, False),
+        ("global opt (padded), exact", padded, True),
+        ("perturbed optimum", pert, False),
+    ):
+        cert, sec = timed(lambda net=net, exact=exact: certify(net, ds, exact=exact), args.repeat)
+        rows.append((name, net.n, cert.verdict, cert.stationarity_residual, cert.relative_gap, sec))
+    print(
+        f"m = {ds.m}, width = {width} (global optimum has {opt.n} neurons), repeat = {args.repeat}"
+    )
+    print(
+        f"{'case':30s} {'n':>4s} {'verdict':>12s} {'stationarity':>13s} {'rel. gap':>10s} {'seconds':>8s}"
+    )
+    for name, n, verdict, st, gap, sec in rows:
+        gs = "n/a" if gap is None else f"{gap:.2e}"
+        print(f"{name:30s} {n:4d} {verdict:>12s} {st:13.2e} {gs:>10s} {sec:8.3f}")
+
+    sys_ = lp_system(padded, ds)
+    (_, _, r1), t_lp = timed(
+        lambda: _solve_lp(sys_, np.zeros(sys_.pairs.shape[0], dtype=int)), args.repeat
+    )
+    r1_cvx, t_cvx = timed(lambda: cvxpy_l1(sys_), args.repeat)
+    print()
+    print(f"{'multiplier LP (global opt)':30s} {'L1 optimum':>12s} {'seconds':>8s} {'ratio':>6s}")
+    print(f"{'HiGHS (certify)':30s} {r1:12.3e} {t_lp:8.4f} {t_lp / t_cvx:6.2f}")
+    print(f"{'cvxpy-L1 (baseline)':30s} {r1_cvx:12.3e} {t_cvx:8.4f} {1.0:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
