@@ -57,6 +57,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -494,17 +495,15 @@ def _polish(
     A_lam, A_mu = sys_.A_lam.tocsc(), sys_.A_mu.tocsc()
     for _ in range(rounds):
         state[(state == 1) & ~np.isin(col, np.flatnonzero(lam_free))] = 0
-        cols = []
-        for i in np.flatnonzero(lam_free):
-            c = A_lam[:, i].toarray().ravel()
-            for p in np.flatnonzero((state == 1) & (col == i)):
-                c = c + A_mu[:, p].toarray().ravel()
-            cols.append(c)
+        tied_p = np.flatnonzero(state == 1)
+        # a tied mu = lam_i adds its column to lam_i's: B = A_lam + A_mu T
+        T = sparse.csc_matrix((np.ones(tied_p.size), (tied_p, col[tied_p])), shape=(P, na))
+        B = (A_lam + A_mu @ T) if P else A_lam
         fp = np.flatnonzero(state == 2)
-        cols += [A_mu[:, p].toarray().ravel() for p in fp]
-        if not cols:
+        if not lam_free.any() and not fp.size:
             return np.zeros(na), np.zeros(P)
-        sol = np.linalg.lstsq(np.column_stack(cols), sys_.rhs, rcond=None)[0]
+        cols = sparse.hstack([B[:, np.flatnonzero(lam_free)], A_mu[:, fp]]).toarray()
+        sol = np.linalg.lstsq(cols, sys_.rhs, rcond=None)[0]
         lam = np.zeros(na)
         lam[lam_free] = sol[: lam_free.sum()]
         mu = np.zeros(P)
@@ -544,13 +543,11 @@ def _best_multipliers(
     if stat > stat_tol and r1 / np.sqrt(N) <= stat_tol:
         import cvxpy as cp
 
-        lam, cons = _polytope_cvx(sys_, modes, None)
-        mu = cons.pop() if sys_.pairs.shape[0] else None
-        expr = sys_.A_lam @ lam + (sys_.A_mu @ mu if mu is not None else 0)
-        prob = cp.Problem(cp.Minimize(cp.norm2(sys_.rhs - expr)), cons)
+        dlam, dmu, expr, cons = _polytope_cvx(sys_, modes, None, (lam_s, mu_s))
+        prob = cp.Problem(cp.Minimize(cp.norm2(expr)), cons)
         _solve_cvx(prob)
-        lam2 = np.maximum(np.asarray(lam.value, dtype=float), 0.0)
-        mu2 = np.asarray(mu.value, dtype=float) if mu is not None else np.zeros(0)
+        lam2 = lam_s + np.asarray(dlam.value, dtype=float)
+        mu2 = mu_s + (np.asarray(dmu.value, dtype=float) if dmu is not None else 0.0)
         lam2, mu2 = _project(sys_, modes, lam2, mu2)
         stat2 = float(np.linalg.norm(_residual(sys_, lam2, mu2)))
         if stat2 < stat:
@@ -563,83 +560,131 @@ def _best_multipliers(
 
 @dataclass(frozen=True, eq=False)
 class _Blocks1D:
-    """All free 1-D blocks with g_k(lambda) as a dense map of the scaled active multipliers."""
+    """All free 1-D blocks, with z_k = s_k g_k(lambda) written through prefix sums (O(m + K)).
+
+    g_k(lambda) = C[stop_k] - C[start_k] with C the prefix sums of lambda_i y_i x~_i over the sorted
+    points (MATH.md section 4), so programs over all blocks stay sparse.
+    """
 
     blocks: list[Block]
     sample: SortedSample
-    Gs: np.ndarray  # (K, 2, na): s_k g_k(lam) = Gs[k] @ lam'
+    sign: np.ndarray  # (K,)
+    start: np.ndarray  # (K,) first sorted index of A_k
+    stop: np.ndarray  # (K,) one past the last
+    Wmat: sparse.csr_matrix  # (m, na): lambda_i y_i in sorted order = Wmat @ lam'
     cones: list[np.ndarray]  # cone rows G_k (cone = {G u >= 0})
     directions: tuple[np.ndarray, np.ndarray]
 
 
 def _blocks_1d(dataset: Dataset, sys_: _System) -> _Blocks1D:
     sample = SortedSample.from_dataset(dataset)
-    blocks = all_blocks(sample.m)
-    rank = np.empty(sample.m, dtype=int)
-    rank[sample.order] = np.arange(sample.m)
+    m = sample.m
+    blocks = all_blocks(m)
+    rank = np.empty(m, dtype=int)
+    rank[sample.order] = np.arange(m)
     na = sys_.active.size
-    Gs = np.zeros((len(blocks), 2, na))
     srank = rank[sys_.active]
-    xt, ys = sample.xt, sample.y
-    for k, blk in enumerate(blocks):
-        sl = blk.active(sample.m)
-        inside = (srank >= sl.start) & (srank < sl.stop)
-        cols = np.flatnonzero(inside)
-        Gs[k][:, cols] = (blk.sign * ys[srank[cols]] * sys_.c[cols])[None, :] * xt[srank[cols]].T
-    cones = [cone_constraints(b, sample)[0] for b in blocks]
-    return _Blocks1D(blocks, sample, Gs, cones, block_directions(blocks, sample))
+    Wmat = sparse.csr_matrix((sample.y[srank] * sys_.c, (srank, np.arange(na))), shape=(m, na))
+    sl = [b.active(m) for b in blocks]
+    return _Blocks1D(
+        blocks,
+        sample,
+        np.array([b.sign for b in blocks], dtype=float),
+        np.array([t.start for t in sl]),
+        np.array([t.stop for t in sl]),
+        Wmat,
+        [cone_constraints(b, sample)[0] for b in blocks],
+        block_directions(blocks, sample),
+    )
+
+
+def _z_np(b1: _Blocks1D, lam_s: np.ndarray) -> np.ndarray:
+    """z_k = s_k g_k(lambda) for all blocks, shape (K, 2); prefix sums in extended precision."""
+    w = (b1.Wmat @ lam_s).astype(np.longdouble)
+    x = b1.sample.x.astype(np.longdouble)
+    c1 = np.concatenate([[0.0], np.cumsum(w * x)])
+    c0 = np.concatenate([[0.0], np.cumsum(w)])
+    z = np.column_stack([c1[b1.stop] - c1[b1.start], c0[b1.stop] - c0[b1.start]])
+    return (b1.sign[:, None] * z).astype(float)
+
+
+def _z_cvx(b1: _Blocks1D, ks: np.ndarray, dlam, z0: np.ndarray) -> tuple[Any, list]:
+    """(len(ks), 2) expression z0[ks] + s_k g_k(dlam') and the prefix-sum constraints it needs."""
+    import cvxpy as cp
+
+    m = b1.sample.m
+    w = b1.Wmat @ dlam
+    C = cp.Variable((m + 1, 2))
+    cons = [
+        C[0, :] == 0,
+        C[1:, 0] - C[:-1, 0] == cp.multiply(b1.sample.x, w),
+        C[1:, 1] - C[:-1, 1] == w,
+    ]
+    sel = sparse.csr_matrix(
+        (
+            np.concatenate([b1.sign[ks], -b1.sign[ks]]),
+            (np.tile(np.arange(ks.size), 2), np.concatenate([b1.stop[ks], b1.start[ks]])),
+        ),
+        shape=(ks.size, m + 1),
+    )
+    return z0[ks] + sel @ C, cons
 
 
 def _lam_sorted(sys_: _System, b1: _Blocks1D, lam_s: np.ndarray) -> np.ndarray:
-    lam = np.zeros(b1.sample.m)
     full = np.zeros(b1.sample.m)
     full[sys_.active] = sys_.c * lam_s
-    lam[:] = b1.sample.sort(full)
-    return lam
+    return b1.sample.sort(full)
 
 
-def _polytope_cvx(sys_: _System, modes: np.ndarray, r1_bound: float | None):
-    """cvxpy variable lam' and constraints of the polytope {L1 residual <= r1_bound, mode signs}.
+def _polytope_cvx(
+    sys_: _System, modes: np.ndarray, r1_bound: float | None, ref: tuple[np.ndarray, np.ndarray]
+):
+    """Variables (dlam', dmu') and constraints of the multiplier polytope around ``ref``.
 
-    With ``r1_bound=None`` the residual is left free and the mu' variable is appended as the last
-    element of the returned list (for the L2 refinement).
+    lam' = ref_lam + dlam', mu' = ref_mu + dmu' satisfy the mode sign constraints and, unless
+    ``r1_bound`` is None, ||residual||_1 <= r1_bound. Writing the unknowns as corrections of a
+    good solution keeps the programs well scaled (lambda can be ~1e9 while residuals are O(1)).
     """
     import cvxpy as cp
 
+    lam0, mu0 = ref
     na, P = sys_.A_lam.shape[1], sys_.pairs.shape[0]
-    lam = cp.Variable(na, nonneg=True)
-    cons = []
-    expr = sys_.A_lam @ lam
+    dlam = cp.Variable(na)
+    cons = [lam0 + dlam >= 0]
+    r0 = _residual(sys_, lam0, mu0)
+    expr = r0 - sys_.A_lam @ dlam
+    dmu = None
     if P:
-        mu = cp.Variable(P)
-        expr = expr + sys_.A_mu @ mu
+        dmu = cp.Variable(P)
+        expr = expr - sys_.A_mu @ dmu
         A_ub, _, bnds = _mode_rows(sys_, modes)
-        x = cp.hstack([lam, mu])
         if A_ub.shape[0]:
-            cons.append(A_ub @ x <= 0)
+            x0 = np.concatenate([lam0, mu0])
+            cons.append(A_ub @ cp.hstack([dlam, dmu]) <= -(A_ub @ x0))
         for p, (lo, hi) in enumerate(bnds):
             if lo is not None:
-                cons.append(mu[p] >= lo)
+                cons.append(dmu[p] >= lo - mu0[p])
             if hi is not None:
-                cons.append(mu[p] <= hi)
-    if r1_bound is None:
-        return lam, cons + ([mu] if P else [])
-    cons.append(cp.norm1(sys_.rhs - expr) <= r1_bound)
-    return lam, cons
+                cons.append(dmu[p] <= hi - mu0[p])
+    if r1_bound is not None:
+        cons.append(cp.norm1(expr) <= r1_bound)
+    return dlam, dmu, expr, cons
 
 
 def _solve_cvx(prob) -> None:
     import cvxpy as cp
 
     try:
-        prob.solve(solver=cp.CLARABEL)
+        with warnings.catch_warnings():  # "optimal_inaccurate" is handled by the caller's checks
+            warnings.simplefilter("ignore", UserWarning)
+            prob.solve(solver=cp.CLARABEL)
     except cp.error.SolverError as e:  # pragma: no cover - solver breakdown
         raise SolverError(f"Clarabel failed on a multiplier-polytope program: {e}") from None
     if prob.status not in ("optimal", "optimal_inaccurate"):
         raise SolverError(f"multiplier-polytope program ended with status {prob.status}")
 
 
-def _rho_le(b1: _Blocks1D, ks: list[int], Z, t) -> list:
+def _rho_le(b1: _Blocks1D, ks: np.ndarray, Z, t) -> list:
     """Constraints rho_k <= t for the rows z_k of the (len(ks), 2) cvxpy expression Z.
 
     By Moreau, rho_k(z) = ||Proj_cone(z)|| = dist(z, polar cone), and the polar of the wedge spanned
@@ -650,9 +695,9 @@ def _rho_le(b1: _Blocks1D, ks: list[int], Z, t) -> list:
     import cvxpy as cp
 
     E1, E2 = b1.directions[0][ks], b1.directions[1][ks]
-    W = cp.Variable((len(ks), 2))
+    W = cp.Variable((ks.size, 2))
     D = Z - W
-    tt = t * np.ones(len(ks)) if isinstance(t, cp.Expression) else np.full(len(ks), float(t))
+    tt = t * np.ones(ks.size) if isinstance(t, cp.Expression) else np.full(ks.size, float(t))
     return [
         cp.SOC(tt, W, axis=1),
         cp.sum(cp.multiply(D, E1), axis=1) <= 0,
@@ -660,50 +705,42 @@ def _rho_le(b1: _Blocks1D, ks: list[int], Z, t) -> list:
     ]
 
 
-def _z_expr(b1: _Blocks1D, ks: list[int], lam, z0: np.ndarray | None = None):
-    """The (len(ks), 2) expression s_k g_k(lam' [+ z0 offset]) for the blocks ks."""
-    import cvxpy as cp
-
-    Gs = b1.Gs[ks].reshape(2 * len(ks), -1)
-    Zf = Gs @ lam if z0 is None else z0 + Gs @ lam
-    return cp.reshape(Zf, (len(ks), 2), order="C")
-
-
 def _min_max_rho(
     sys_: _System,
     b1: _Blocks1D,
     modes: np.ndarray,
     r1_bound: float,
-    k_list: list[int] | None = None,
+    ref: tuple[np.ndarray, np.ndarray],
+    ks: np.ndarray | None = None,
 ) -> np.ndarray:
-    """argmin over the multiplier polytope of max_{k in k_list} rho_k (all blocks by default)."""
+    """argmin over the multiplier polytope of max_{k in ks} rho_k (all blocks by default): lam'."""
     import cvxpy as cp
 
-    lam, cons = _polytope_cvx(sys_, modes, r1_bound)
+    dlam, _, _, cons = _polytope_cvx(sys_, modes, r1_bound, ref)
     t = cp.Variable()
-    ks = list(range(len(b1.blocks))) if k_list is None else k_list
-    cons += _rho_le(b1, ks, _z_expr(b1, ks, lam), t)
-    prob = cp.Problem(cp.Minimize(t), cons)
+    ks = np.arange(len(b1.blocks)) if ks is None else np.asarray(ks)
+    Z, zc = _z_cvx(b1, ks, dlam, _z_np(b1, ref[0]))
+    prob = cp.Problem(cp.Minimize(t), [*cons, *zc, *_rho_le(b1, ks, Z, t)])
     _solve_cvx(prob)
-    return np.maximum(np.asarray(lam.value, dtype=float), 0.0)
+    return np.maximum(ref[0] + np.asarray(dlam.value, dtype=float), 0.0)
 
 
-def _max_dual(sys_: _System, b1: _Blocks1D, lam0: np.ndarray) -> np.ndarray:
+def _max_dual(sys_: _System, b1: _Blocks1D, lam0: np.ndarray, objective: float) -> np.ndarray:
     """argmax sum lambda s.t. rho_k(lambda) <= 1 for all blocks, lambda >= 0 on the active points.
 
     Any such lambda gives sum lambda <= min (P) (weak duality of (C_all), MATH.md section 3); at a
     global optimum complementary slackness puts the dual optimum on the active points, so the bound
     closes. g_k(lambda) cancels from |lambda| ~ 1/2||theta||^2 down to O(1) (MATH.md section 5), so
     the program is written for the correction delta = lambda - lam0 around the KKT multipliers,
-    with s_k g_k(lam0) evaluated in float64 beforehand. Returns scaled lam'.
+    with s_k g_k(lam0) evaluated beforehand in extended precision. Returns scaled lam'.
     """
     import cvxpy as cp
 
-    ks = list(range(len(b1.blocks)))
+    ks = np.arange(len(b1.blocks))
     delta = cp.Variable(lam0.size)
-    z0 = b1.Gs.reshape(2 * len(ks), -1) @ lam0
-    cons = [*_rho_le(b1, ks, _z_expr(b1, ks, delta, z0), 1.0), lam0 + delta >= 0]
-    weights = sys_.c / max(float(sys_.c @ lam0), 1e-300)
+    Z, zc = _z_cvx(b1, ks, delta, _z_np(b1, lam0))
+    cons = [*zc, *_rho_le(b1, ks, Z, 1.0), lam0 + delta >= 0]
+    weights = sys_.c / objective  # sum lambda ~ 1/2||theta||^2 near a KKT point: O(1) objective
     prob = cp.Problem(cp.Maximize(weights @ delta), cons)
     _solve_cvx(prob)
     return np.maximum(lam0 + np.asarray(delta.value, dtype=float), 0.0)
@@ -1002,7 +1039,7 @@ def certify(
         if feasible and (objective - lower_bound) / objective > tol.gap and dataset.m > 1:
             # tighten: the dual of (C_all) restricted to the active points (MATH.md section 3)
             try:
-                lam2 = _max_dual(sys_, b1, lam_s)
+                lam2 = _max_dual(sys_, b1, lam_s, objective)
             except SolverError as e:  # the bound from the KKT multipliers stays valid
                 notes.append(f"lower bound not tightened: {e}")
             else:
@@ -1028,7 +1065,9 @@ def certify(
     elif not is_kkt:
         verdict = "not_kkt"
     else:
-        verdict, witness = _local_analysis(sys_, b1, net, dataset, spare, tol, r1_bound, notes)
+        verdict, witness = _local_analysis(
+            sys_, b1, net, dataset, spare, tol, r1_bound, (lam_s, mu_s), notes
+        )
 
     return Certificate(
         verdict=verdict,
@@ -1060,6 +1099,7 @@ def _local_analysis(
     spare: int,
     tol: CertTolerances,
     r1_bound: float,
+    clarke_ref: tuple[np.ndarray, np.ndarray],
     notes: list[str],
 ) -> tuple[str, Witness | None]:
     """MATH.md F4 at a KKT point not certified global: local_min, kkt (+ witness) or undecided."""
@@ -1073,56 +1113,64 @@ def _local_analysis(
         )
         return "kkt_undecided", None
     # Pinned pairs with sigma = s_j y_i = -1 (or on a point with lambda_i = 0): the Clarke box is
-    # the intersection of both cells' sign conditions, so without spare neurons only the
-    # sigma = +1 pairs need enumerating (the others stay in Clarke mode, which implies either side).
+    # the intersection of both cells' sign conditions, so keeping them in Clarke mode gives a
+    # multiplier set contained in every adjacent cell's. Only the sigma = +1 pairs are enumerated
+    # first; the others only when a reduced cell fails and a witness in a full cell is needed.
     plus = [p for p in range(P) if sys_.pair_col[p] >= 0 and sys_.sigma[p] > 0]
     rest = [p for p in range(P) if p not in plus]
     if spare == 0 and not plus:  # the Clarke solution already satisfies every adjacent cell
         return "local_min", None
-    enum = plus if spare == 0 else list(range(P))
-    if len(enum) > tol.max_cells_log2:
+    if len(plus) > tol.max_cells_log2:
         notes.append(
-            f"local minimality undecided: {len(enum)} pinned kinks to combine exceed "
+            f"local minimality undecided: {len(plus)} pinned kinks to combine exceed "
             f"2^{tol.max_cells_log2} adjacent cells"
         )
         return "kkt_undecided", None
-    undecided = False
-    for choice in itertools.product((1, 2), repeat=len(enum)):
-        modes = np.zeros(P, dtype=int)
-        modes[enum] = choice
+
+    def check(modes: np.ndarray) -> Witness | str:
+        """'ok', 'undecided', 'fail' (a reduced cell failed) or a Witness (a full cell failed)."""
+        full = not np.any(modes == 0)
         if P:
-            _, _, r1c, stat_c = _best_multipliers(sys_, modes, tol.stationarity)
-            if stat_c > tol.stationarity and spare == 0 and rest:
-                # the reduced cell (rest in Clarke mode) failed: decide on the full cells
-                if len(enum) + len(rest) > tol.max_cells_log2:
+            lam_c, mu_c, r1c, stat_c = _best_multipliers(sys_, modes, tol.stationarity)
+            if stat_c > tol.stationarity:
+                if not full:
+                    return "fail"
+                return Witness(kind="cell", cell=_cell_desc(sys_, modes), residual=stat_c)
+            bound, ref = r1c + tol.stationarity, (lam_c, mu_c)
+        else:
+            bound, ref = r1_bound, clarke_ref
+        if spare == 0:
+            return "ok"
+        res = _spare_analysis(sys_, b1, modes, bound, ref, spare, tol)
+        if isinstance(res, Witness):
+            if not full:
+                return "fail"
+            return dataclasses.replace(res, cell=_cell_desc(sys_, modes)) if P else res
+        return "ok" if res else "undecided"
+
+    undecided = False
+    try:
+        for choice in itertools.product((1, 2), repeat=len(plus)):
+            modes = np.zeros(P, dtype=int)
+            modes[plus] = choice
+            res = check(modes)
+            if isinstance(res, Witness):
+                return "kkt", res
+            if res == "fail":
+                if len(plus) + len(rest) > tol.max_cells_log2:
                     notes.append("local minimality undecided: too many adjacent cells to combine")
                     return "kkt_undecided", None
                 for ext in itertools.product((1, 2), repeat=len(rest)):
                     full = modes.copy()
                     full[rest] = ext
-                    stat_f = _best_multipliers(sys_, full, tol.stationarity)[3]
-                    if stat_f > tol.stationarity:
-                        return "kkt", Witness(
-                            kind="cell", cell=_cell_desc(sys_, full), residual=stat_f
-                        )
-                continue
-            if stat_c > tol.stationarity:
-                return "kkt", Witness(kind="cell", cell=_cell_desc(sys_, modes), residual=stat_c)
-            bound = r1c + tol.stationarity
-        else:
-            bound = r1_bound
-        if spare == 0:
-            continue
-        try:
-            res = _spare_analysis(sys_, b1, modes, bound, spare, tol)
-        except SolverError as e:
-            notes.append(f"local minimality undecided: {e}")
-            return "kkt_undecided", None
-        if isinstance(res, Witness):
-            if P:
-                res = dataclasses.replace(res, cell=_cell_desc(sys_, modes))
-            return "kkt", res
-        undecided |= res is None
+                    res = check(full)
+                    if isinstance(res, Witness):
+                        return "kkt", res
+                    undecided |= res == "undecided"
+            undecided |= res == "undecided"
+    except SolverError as e:
+        notes.append(f"local minimality undecided: {e}")
+        return "kkt_undecided", None
     if undecided:
         notes.append(
             "local minimality undecided: >= 2 spare neurons, non-unique multipliers, "
@@ -1140,28 +1188,27 @@ def _cell_desc(sys_: _System, modes: np.ndarray) -> list[dict[str, Any]]:
 
 
 def _spare_analysis(
-    sys_: _System, b1: _Blocks1D, modes: np.ndarray, bound: float, spare: int, tol: CertTolerances
+    sys_: _System,
+    b1: _Blocks1D,
+    modes: np.ndarray,
+    bound: float,
+    ref: tuple[np.ndarray, np.ndarray],
+    spare: int,
+    tol: CertTolerances,
 ) -> Witness | bool | None:
     """Blocks a spare neuron could open: a Witness, True (no descent) or None (undecided)."""
-    import cvxpy as cp
-
-    lam0 = _min_max_rho(sys_, b1, modes, bound)
+    lam0 = _min_max_rho(sys_, b1, modes, bound, ref)
     rh = _rho_all(sys_, b1, lam0)
     if rh.max() <= 1.0 + tol.rho:
         return True
     for k in np.argsort(-rh):
         if rh[k] <= 1.0 + tol.rho:
             break
-        lam, cons = _polytope_cvx(sys_, modes, bound)
-        t = cp.Variable()
-        cons += _rho_le(b1, [int(k)], _z_expr(b1, [int(k)], lam), t)
-        prob = cp.Problem(cp.Minimize(t), cons)
-        _solve_cvx(prob)
-        lam_k = np.maximum(np.asarray(lam.value, dtype=float), 0.0)
+        lam_k = _min_max_rho(sys_, b1, modes, bound, ref, np.array([k]))
         rk = float(_rho_all(sys_, b1, lam_k)[k])
         if rk > 1.0 + tol.rho:
             blk = b1.blocks[int(k)]
-            z = b1.Gs[k] @ lam_k
+            z = _z_np(b1, lam_k)[k]
             sl = blk.active(b1.sample.m)
             return Witness(
                 kind="block",

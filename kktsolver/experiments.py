@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -193,11 +194,16 @@ def expand_units(config: SweepConfig) -> list[dict[str, Any]]:
         n = int(sec.get("n", 10))
         attempts = int(sec.get("attempts", 10 * n))
         width = sec.get("width", "own")
+        time_budget = sec.get("time_budget")
+        if time_budget is not None:
+            time_budget = float(time_budget)
         if width != "own" and not (isinstance(width, int) and width >= 1):
-            raise InputError(f"{w}: width must be \"own\" or a positive integer, got {width!r}")
+            raise InputError(f'{w}: width must be "own" or a positive integer, got {width!r}')
         for m, p, s in instances:
             for st in strategies:
                 params = {"strategy": st, "n": n, "attempts": attempts, "width": width}
+                if time_budget is not None:
+                    params["time_budget"] = time_budget
                 units.append(base("sample", m, p, s, params))
     sec = raw.get("extreme", {})
     if sec.get("enabled", True) and "extreme" in raw:
@@ -358,17 +364,25 @@ def _enumeration():
 
 
 def _method_sample(ds: Dataset, params: dict[str, Any], config: dict[str, Any]) -> list[dict]:
-    """Certified KKT classes from one sampling strategy, bounded by attempts (deterministic)."""
+    """Certified KKT classes from one sampling strategy, bounded by attempts (deterministic)
+    and, if the grid sets ``time_budget``, by seconds (rows record what stopped the search).
+    """
     stream = _enumeration().sample_kkt(
         ds,
         params["n"],
         params["strategy"],
         seed=_derived_seed(config),
         max_attempts=params["attempts"],
+        time_budget=params.get("time_budget"),
         width=_width(params),
         progress=False,
     )
-    return [_kkt_row(c) for c in stream]
+    rows = [_kkt_row(c) for c in stream]
+    res = stream.result
+    for r in rows:
+        r["extra"]["stopped"] = res.stopped
+        r["extra"]["attempts"] = res.counters.get("attempts")
+    return rows
 
 
 def _method_extreme(ds: Dataset, params: dict[str, Any], config: dict[str, Any]) -> list[dict]:
@@ -394,9 +408,11 @@ def _method_extreme(ds: Dataset, params: dict[str, Any], config: dict[str, Any])
 
 def _method_enumerate(ds: Dataset, params: dict[str, Any], config: dict[str, Any]) -> list[dict]:
     """Every vertex KKT class of a small dataset (``complete`` says whether the search finished)."""
-    res = _enumeration().enumerate_kkt(
-        ds, time_budget=params.get("time_budget"), progress=False
-    ).collect()
+    res = (
+        _enumeration()
+        .enumerate_kkt(ds, time_budget=params.get("time_budget"), progress=False)
+        .collect()
+    )
     rows = [_kkt_row(c) for c in res.classes]
     for r in rows:
         r["complete"] = res.complete
@@ -541,6 +557,26 @@ def _run_dask(todo: Sequence[dict], fn: Callable, scheduler: Any) -> Iterator[Un
             client.close()
 
 
+class _InterruptGuard:
+    """Records that SIGINT arrived (then raises KeyboardInterrupt as usual) while installed."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            old = signal.signal(signal.SIGINT, self._handler)
+            self._old = old if old is not None else signal.default_int_handler
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.fired = True
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+
 def run_sweep(
     units: Iterable[dict[str, Any]],
     store: ResultsStore,
@@ -571,7 +607,7 @@ def run_sweep(
     Ctrl-C (KeyboardInterrupt) terminates the workers and propagates; every unit written before it
     is complete in the store and the rerun continues from there.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if executor not in EXECUTORS:
         raise InputError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
@@ -598,8 +634,13 @@ def run_sweep(
     n_done = n_failed = n_rows = 0
     failures: list[str] = []
     bar = tqdm(total=len(todo), desc="units", unit="unit", disable=None if progress else True)
+    guard = _InterruptGuard()
     try:
         for rec in results:
+            if guard.fired:
+                # Ctrl-C arrived while this unit ran, and something inside it swallowed the
+                # KeyboardInterrupt (a solver may stop early and return): never store that result
+                raise KeyboardInterrupt
             n_rows += store.write_unit(rec)
             if rec.status == "done":
                 n_done += 1
@@ -611,6 +652,7 @@ def run_sweep(
                 )
             bar.update()
     finally:
+        guard.restore()
         bar.close()
         if hasattr(results, "close"):
             results.close()  # runs the executor's cleanup (terminate the pool / cancel futures)

@@ -204,16 +204,19 @@ GD_CERT_SLACK = 1e-3
 
 
 def gd_cert_tol(eps: float = GD_CERT_SLACK) -> Any:
-    """``CertTolerances(active=eps, kink=eps)``: an (eps, eps)-KKT reading of a GD iterate.
+    """``CertTolerances(active=eps, kink=eps, max_cells_log2=0)``: an (eps, eps)-KKT reading of a GD
+    iterate.
 
     With the default tolerances (1e-6, 1e-7) a GD iterate whose kinks approach a data point keeps a
     relative stationarity residual of order 1 until the kink is within 1e-7 of the point, however
     close its direction is to the KKT point; allowing eps-near kinks and margins measures how far
-    it is from being an approximate Clarke-KKT point instead.
+    it is from being an approximate Clarke-KKT point instead. Only the residuals are wanted here,
+    so the local-minimality search over adjacent cells of near-pinned kinks is capped at one LP
+    (``max_cells_log2=0``; the verdict may then be ``kkt_undecided``).
     """
     from .certify import CertTolerances
 
-    return CertTolerances(active=eps, kink=eps)
+    return CertTolerances(active=eps, kink=eps, max_cells_log2=0)
 
 
 def _gd_cert_tol(cert_tol: Any) -> Any:
@@ -453,7 +456,7 @@ def train(
         point, which GD approaches all the time) no small step need decrease it. The final rate is
         ``config["final_rate"]``.
     record_every : int, optional
-        Record every this many steps (default: ``max(1, steps // 200)``); the last step is always
+        Record every this many steps (default: ``max(1, steps // 50)``); the last step is always
         recorded.
     callback : callable, optional
         ``callback(step, network)`` is called at every record; returning True stops the run there.
@@ -478,7 +481,7 @@ def train(
     Trajectory
     """
     if record_every is None:
-        record_every = max(1, int(steps) // 200)
+        record_every = max(1, int(steps) // 50)
     _validate_train(dataset, width, loss, init_scale, lr, steps, record_every, max_norm, init)
     width, steps, record_every = int(width), int(steps), int(record_every)
     Xt, y = _lift(dataset.X), dataset.y.astype(float)

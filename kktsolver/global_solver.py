@@ -1,7 +1,7 @@
-"""Certified global minimum of the max-margin problem (P) in 1-D via the convex program over all blocks.
+"""Certified global minimum of (P) in 1-D via the convex program over all activation patterns.
 
-Pipeline (MATH.md sections 3-5): conic solve -> purify (LP vertex) -> merge -> polish (active-set Newton
-on the KKT equations) -> exact feasibility by scaling -> certified lower bound from the dual norms rho_k.
+conic solve -> purify (LP vertex) -> merge -> polish (Newton on the KKT equations) -> scale to exact
+feasibility -> certified lower bound from the dual norms rho_k (MATH.md sections 3-5).
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ class GlobalTolerances:
     support_rtol : float
         A conic block with ||u_k|| <= support_rtol * max_k ||u_k|| is not a purification candidate.
     candidate_rho : float
-        Blocks with rho_k(lambda) >= 1 - candidate_rho also become candidates (direction: the maximiser
-        of s_k <u, g_k(lambda)> over the cone), so a wrong conic support is repaired in the next round.
+        Blocks with rho_k(lambda) >= 1 - candidate_rho also become candidates (direction: the
+        maximiser
+        of s_k <u, g_k(lambda)> over the cone), so a wrong conic support is repaired in the next
+        round.
     snap_rtol : float
         A candidate direction d with <a, d> <= snap_rtol ||a|| for a cone row a (kink within about
         snap_rtol of a data point) is snapped onto that cone edge: the kink sits ON the data point.
@@ -67,6 +69,8 @@ class GlobalTolerances:
         Newton iterations per active set.
     max_rounds : int
         Rounds of purify -> polish -> price (each adds the blocks the multipliers price above 1).
+    polish_drop : float
+        LP columns with mass <= polish_drop * the largest are left out of the Newton polish.
     lp_tol : float
         Primal and dual feasibility tolerance of the purification LP (HiGHS).
     conic_options : dict
@@ -81,9 +85,10 @@ class GlobalTolerances:
     newton_tol: float = 1e-13
     newton_reg: float = 1e-12
     newton_accept: float = 1e-9
-    max_newton: int = 30
-    max_rounds: int = 8
-    lp_tol: float = 1e-10
+    max_newton: int = 12
+    max_rounds: int = 10
+    polish_drop: float = 1e-5
+    lp_tol: float = 1e-7
     conic_options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,14 +102,16 @@ class GlobalResult:
     Attributes
     ----------
     network : ReLUNetwork
-        Balanced network of minimal width (one neuron per support block), scaled so that every margin
+        Balanced network of minimal width (one neuron per support block), scaled so that every
+        margin
         is >= 1: feasible for (P).
     multipliers : ndarray, shape (m,)
         lambda >= 0 in the DATASET's order (zero off the active margins).
     objective : float
         1/2 ||theta||^2 of ``network`` (an upper bound on min (P)).
     lower_bound : float
-        sum_i lambda_i / max(1, max_k rho_k(lambda)) over every block (MATH.md section 3): a certified
+        sum_i lambda_i / max(1, max_k rho_k(lambda)) over every block (MATH.md section 3): a
+        certified
         lower bound on min (P) up to float rounding in rho.
     relative_gap : float
         (objective - lower_bound) / objective.
@@ -115,12 +122,15 @@ class GlobalResult:
     n_neurons : int
         Width of ``network``.
     clean_error : float or None
-        Exact clean error on ``dataset.support`` (or [0, 1]); None if kktsolver.clean_error is missing.
+        Exact clean error on ``dataset.support`` (or [0, 1]); None if kktsolver.clean_error is
+        missing.
     status : str
         "optimal" (relative_gap <= tol.gap and min_margin >= 1) or "inaccurate".
     solver, formulation : str
     rounds : int
         Purify/polish rounds used.
+    message : str
+        Why the rounds stopped early, if they did (e.g. the purification LP hit its time limit).
     timings : dict
         Seconds per stage: build, conic, purify, polish, certify, clean_error.
     seconds : float
@@ -149,6 +159,7 @@ class GlobalResult:
     blocks: tuple[Block, ...] = ()
     U: np.ndarray | None = None
     conic: SubproblemResult | None = None
+    message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (network as its JSON form)."""
@@ -173,6 +184,7 @@ class GlobalResult:
                 "multipliers": self.multipliers,
                 "network": self.network.to_dict(),
                 "conic_status": None if self.conic is None else self.conic.status,
+                "message": self.message,
             }
         )
 
@@ -232,7 +244,8 @@ def _geometry(sample: SortedSample, blocks: list[Block]) -> _Geometry:
 
 
 def _block_sums(geo: _Geometry, sample: SortedSample, lam: np.ndarray) -> np.ndarray:
-    """z_k = s_k g_k(lambda) = s_k sum_{i in A_k} lambda_i y_i x~_i, by prefix sums (extended precision)."""
+    """z_k = s_k g_k(lambda) = s_k sum_{i in A_k} lambda_i y_i x~_i, by prefix sums (extended
+    precision)."""
     w = (lam * sample.y).astype(np.longdouble)
     xt = sample.xt.astype(np.longdouble)
     c = np.vstack([np.zeros((1, 2), np.longdouble), np.cumsum(w[:, None] * xt, axis=0)])
@@ -240,9 +253,11 @@ def _block_sums(geo: _Geometry, sample: SortedSample, lam: np.ndarray) -> np.nda
 
 
 def best_directions(geo: _Geometry, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """rho_k = max { <u, z_k> : u in cone_k, ||u|| <= 1 } with its maximiser D_k and which edge it is on.
+    """rho_k = max { <u, z_k> : u in cone_k, ||u|| <= 1 } with its maximiser D_k and which edge it
+    is on.
 
-    Inside the wedge D = z / ||z||; outside, the better edge ray if <z, e> > 0, else rho = 0 (D = 0).
+    Inside the wedge D = z / ||z||; outside, the better edge ray if <z, e> > 0, else rho = 0 (D =
+    0).
     ``edge`` is 0 (interior), 1 (on E1) or 2 (on E2). A half-plane {a u >= 0} (m = 1) projects z.
     """
     E1, E2 = geo.E1, geo.E2
@@ -299,7 +314,8 @@ def conic_solve(
     formulation: str = "sparse",
     options: dict | None = None,
 ) -> SubproblemResult:
-    """Stage 1: solve (C_B) over ``blocks`` by interior point; raises SolverError without a solution."""
+    """Stage 1: solve (C_B) over ``blocks`` by interior point; raises SolverError without a
+    solution."""
     res = ConvexSubproblem(sample, blocks, formulation).solve(solver, **(options or {}))
     if not res.has_solution:
         raise SolverError(
@@ -313,7 +329,8 @@ def conic_solve(
 class Support:
     """Columns of the purification LP / support of a solution: block k, unit direction d, edge flag.
 
-    ``edge`` 0: d is inside the cone (free to rotate in the polish); 1 or 2: d is that cone edge (kink
+    ``edge`` 0: d is inside the cone (free to rotate in the polish); 1 or 2: d is that cone edge
+    (kink
     on a data point, fixed ray). ``beta`` are the masses ||u|| (u = beta d).
     """
 
@@ -366,8 +383,10 @@ def candidates(
 def _chain_matrix(geo: _Geometry, sample: SortedSample, cols: Support, ncol_offset: int, n: int):
     """COO of the prefix/suffix recursions (4m rows) for columns beta_j d_j of blocks k_j.
 
-    Variables: beta (at ncol_offset + j), P (2m) and Q (2m) at the END of the variable vector (n total).
-    Rows 0..2m-1: P_i - P_{i-1} - sum_{j: right_at = i} s d_j beta_j = 0; rows 2m..4m-1 the same for Q.
+    Variables: beta (at ncol_offset + j), P (2m) and Q (2m) at the END of the variable vector (n
+    total).
+    Rows 0..2m-1: P_i - P_{i-1} - sum_{j: right_at = i} s d_j beta_j = 0; rows 2m..4m-1 the same
+    for Q.
     """
     m = sample.m
     iP = n - 4 * m + np.arange(2 * m).reshape(m, 2)
@@ -390,50 +409,72 @@ def _chain_matrix(geo: _Geometry, sample: SortedSample, cols: Support, ncol_offs
     return np.concatenate(rows), np.concatenate(cols_), np.concatenate(vals), iP, iQ
 
 
+def _column_margins(
+    geo: _Geometry, sample: SortedSample, cols: Support, rows: np.ndarray
+) -> np.ndarray:
+    """Dense M[r, j] = y_i s_j [i in A_j] <d_j, x~_i> for the sorted points i = rows[r]."""
+    i = rows[:, None]
+    inside = (i >= geo.start[cols.k][None, :]) & (i < geo.stop[cols.k][None, :])
+    val = sample.xt[rows] @ cols.D.T  # <d_j, x~_i>
+    return np.where(inside, val * geo.sign[cols.k][None, :], 0.0) * sample.y[rows, None]
+
+
 def purify(
-    geo: _Geometry, sample: SortedSample, cols: Support, lp_tol: float = 1e-10
+    geo: _Geometry,
+    sample: SortedSample,
+    cols: Support,
+    rows: np.ndarray | None = None,
+    lp_tol: float = 1e-10,
+    max_cuts: int = 20,
 ) -> tuple[Support, np.ndarray]:
-    """Stage 2 (Caratheodory): a VERTEX of the LP over the masses beta_j >= 0 of fixed directions d_j,
+    """Stage 2 (Caratheodory): a VERTEX of the LP over the masses beta_j >= 0 of fixed directions
+    d_j,
 
         minimise sum_j beta_j  s.t.  y_i sum_j beta_j s_j [i in A_j] <d_j, x~_i> >= 1,
 
-    solved by HiGHS dual simplex with the margins written by prefix/suffix sums. A vertex has at most
-    as many nonzero masses as active margins, so the analytic-centre clutter of the interior-point
-    solution disappears. Returns the support (beta > 0) and the LP multipliers lambda (sorted order).
+    solved by HiGHS dual simplex. A vertex has at most as many nonzero masses as active margins, so
+    the analytic-centre clutter of the interior-point solution disappears. Only the margins in
+    ``rows`` (the likely active ones) are written; every other margin is checked afterwards and the
+    violated ones are added (constraint generation), so the LP stays small and dense.
+    Returns the support (beta > 0) and the LP multipliers lambda (sorted order, zero off the rows).
     """
     from scipy.optimize import linprog
 
     m, nc = sample.m, cols.k.size
-    n = nc + 4 * m
-    r, c, v, iP, iQ = _chain_matrix(geo, sample, cols, 0, n)
-    A_eq = sparse.csr_matrix((v, (r, c)), shape=(4 * m, n))
-    coef = -(sample.y[:, None] * sample.xt)
-    mr = np.repeat(np.arange(m), 2)
-    A_ub = sparse.csr_matrix(
-        (
-            np.concatenate([coef.ravel(), coef.ravel()]),
-            (np.concatenate([mr, mr]), np.concatenate([iP.ravel(), iQ.ravel()])),
-        ),
-        shape=(m, n),
-    )
-    cost = np.zeros(n)
-    cost[:nc] = 1.0
-    bounds = [(0, None)] * nc + [(None, None)] * (4 * m)
-    res = linprog(
-        cost,
-        A_ub=A_ub,
-        b_ub=-np.ones(m),
-        A_eq=A_eq,
-        b_eq=np.zeros(4 * m),
-        bounds=bounds,
-        method="highs-ds",
-        options={"primal_feasibility_tolerance": lp_tol, "dual_feasibility_tolerance": lp_tol},
-    )
-    if res.status != 0:
-        raise SolverError(f"purification LP failed: {res.message}")
-    beta = res.x[:nc]
-    keep = beta > 0
-    lam = np.maximum(-np.asarray(res.ineqlin.marginals), 0.0)
+    rows = np.arange(m) if rows is None else np.unique(rows)
+    for _ in range(max_cuts):
+        M = _column_margins(geo, sample, cols, rows)
+        for tol_ in dict.fromkeys(
+            (lp_tol, 1e-7)
+        ):  # HiGHS's default tolerance if the tight one fails numerically
+            opts = {
+                "primal_feasibility_tolerance": tol_,
+                "dual_feasibility_tolerance": tol_,
+                "time_limit": 10.0,
+            }
+            res = linprog(
+                np.ones(nc),
+                A_ub=-M,
+                b_ub=-np.ones(rows.size),
+                bounds=(0, None),
+                method="highs-ds",
+                options=opts,
+            )
+            if res.status == 0:
+                break
+        if res.status != 0:
+            raise SolverError(f"purification LP failed: {res.message}")
+        beta = res.x
+        keep = beta > 0
+        marg = margins_of(
+            [geo.blocks[k] for k in cols.k[keep]], sample, beta[keep, None] * cols.D[keep]
+        )
+        bad = np.setdiff1d(np.flatnonzero(marg < 1 - 1e-9), rows)
+        if bad.size == 0:
+            break
+        rows = np.union1d(rows, bad)
+    lam = np.zeros(m)
+    lam[rows] = np.maximum(-np.asarray(res.ineqlin.marginals), 0.0)
     return Support(cols.k[keep], cols.D[keep], cols.edge[keep], beta[keep]), lam
 
 
@@ -441,7 +482,8 @@ def merge(sup: Support, geo: _Geometry, snap_rtol: float = 1e-6) -> Support:
     """Stage 3: one column per neuron.
 
     Columns of the same block add up (u = sum beta_j d_j stays in the convex cone and
-    ||sum|| <= sum ||.||, so the LP optimum is kept); a column on a cone edge whose neighbouring cell
+    ||sum|| <= sum ||.||, so the LP optimum is kept); a column on a cone edge whose neighbouring
+    cell
     shares that ray is the same neuron, so rays are identified by (sign, direction) across blocks.
     """
     if sup.k.size == 0:
@@ -478,40 +520,6 @@ class PolishInfo:
     message: str = ""
 
 
-def _projection(geo: _Geometry, k: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pi_k(z_k): projection onto each block's cone, with its (piecewise constant) Jacobian (K x 2 x 2).
-
-    Inside the wedge Pi = z (Jacobian I); outside, onto the better edge e with <z, e> > 0
-    (Jacobian e e'); otherwise 0. A half-plane {a u >= 0} (m = 1) projects onto its boundary line.
-    """
-    E1, E2 = geo.E1[k], geo.E2[k]
-    K = k.size
-    Pz = np.zeros((K, 2))
-    Jp = np.zeros((K, 2, 2))
-    det = E1[:, 0] * E2[:, 1] - E1[:, 1] * E2[:, 0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        alpha = (z[:, 0] * E2[:, 1] - z[:, 1] * E2[:, 0]) / det
-        beta = (E1[:, 0] * z[:, 1] - E1[:, 1] * z[:, 0]) / det
-    half = np.isnan(E1[:, 0])
-    inside = (alpha >= 0) & (beta >= 0) & ~half
-    p1 = np.einsum("kj,kj->k", z, np.nan_to_num(E1))
-    p2 = np.einsum("kj,kj->k", z, np.nan_to_num(E2))
-    Pz[inside] = z[inside]
-    Jp[inside] = np.eye(2)
-    for E, p, sel in ((E1, p1, ~inside & ~half & (p1 >= p2) & (p1 > 0)),
-                      (E2, p2, ~inside & ~half & (p2 > p1) & (p2 > 0))):
-        Pz[sel] = p[sel, None] * E[sel]
-        Jp[sel] = np.einsum("ki,kj->kij", E[sel], E[sel])
-    for j in np.flatnonzero(half):
-        a = geo.G1[k[j]]
-        if a @ z[j] >= 0:
-            Pz[j], Jp[j] = z[j], np.eye(2)
-        else:
-            A = np.eye(2) - np.outer(a, a) / (a @ a)
-            Pz[j], Jp[j] = A @ z[j], A
-    return Pz, Jp
-
-
 def polish(
     geo: _Geometry,
     sample: SortedSample,
@@ -520,31 +528,39 @@ def polish(
     lam0: np.ndarray,
     tol: GlobalTolerances,
 ) -> tuple[Support, np.ndarray, PolishInfo]:
-    """Stage 4: semismooth Newton on the KKT equations of the identified active system (MATH.md 5).
+    """Stage 4: Newton on the KKT equations of the identified active system (MATH.md section 5).
 
-    Unknowns: lambda_i (i active), G_j = sum_{i<j} lambda_i y_i x~_i, u_k of the support blocks and
-    the prefix/suffix sums P_i, Q_i of N. Equations (square, sparse, O(m + K) nonzeros):
+    Unknowns: lambda_i (i active), G_j = sum_{i<j} lambda_i y_i x~_i, u_k of the interior support
+    blocks, the mass alpha_k of the ray (edge) blocks, and the prefix/suffix sums P_i, Q_i of N.
+    Equations (square, sparse, O(m + K) nonzeros):
 
-        u_k / ||u_k|| = Pi_k( s_k (G_stop - G_start) )     support block k (stationarity, rho_k = 1)
-        y_i <P_i + Q_i, x~_i> = 1                           active margin i
+        u_k / ||u_k|| = s_k (G_stop - G_start)       interior block (stationarity, rho_k = 1)
+        <e_k, s_k (G_stop - G_start)> = 1            ray block on edge e_k (kink on a data point)
+        y_i <P_i + Q_i, x~_i> = 1                    active margin i
 
-    plus the linear recursions of G, P and Q. Pi_k is the projection onto block k's cone: inside the
-    cone the equation says u_k is parallel to s_k g_k(lambda) with rho_k = ||g_k|| = 1; on an edge e
-    (kink on a data point) it says u_k is along e and rho_k = <e, s_k g_k> = 1. Pi is piecewise linear,
-    so the Newton matrix uses its generalised Jacobian and the interior/edge case needs no guess.
-    Returns the polished support, lambda (sorted order, zero off ``active``) and :class:`PolishInfo`.
+    plus the linear recursions of G, P and Q. Each step is a regularised Gauss-Newton step
+    (:func:`_regularised_step`), because the primal optimum is often not unique. Returns the
+    polished support, lambda (sorted order, zero off ``active``) and :class:`PolishInfo`.
     """
     m = sample.m
     xt, y = sample.xt, sample.y
     I = np.flatnonzero(active)
     nI = I.size
     k = sup.k
-    K = k.size
-    o_lam, o_G, o_u = 0, nI, nI + 2 * m
-    n = o_u + 2 * K + 4 * m
-    cols_u = Support(np.repeat(k, 2), np.tile(np.eye(2), (K, 1)), np.zeros(2 * K, int))
+    interior = sup.edge == 0
+    ki, kr = np.flatnonzero(interior), np.flatnonzero(~interior)
+    nint, nray = ki.size, kr.size
+    o_lam, o_G = 0, nI
+    o_u = o_G + 2 * m
+    o_a = o_u + 2 * nint
+    n = o_a + nray + 4 * m
+    # P/Q recursions: interior blocks contribute u (two unit columns), ray blocks alpha e
+    cols_u = Support(np.repeat(k[ki], 2), np.tile(np.eye(2), (nint, 1)), np.zeros(2 * nint, int))
+    cols_r = Support(k[kr], sup.D[kr], sup.edge[kr])
     r1, c1, v1, iP, iQ = _chain_matrix(geo, sample, cols_u, o_u, n)
-    lin_rows, lin_cols, lin_vals = [r1], [c1], [v1]
+    r2, c2, v2, _, _ = _chain_matrix(geo, sample, cols_r, o_a, n)
+    keep2 = c2 < o_a + nray  # the identity part of the recursions is already in (r1, c1)
+    lin_rows, lin_cols, lin_vals = [r1, r2[keep2]], [c1, c2[keep2]], [v1, v2[keep2]]
     # G recursion: G_{j+1} - G_j - [j in I] lambda_j y_j x~_j = 0, j = 0..m-1 (G_0 = 0)
     row0 = 4 * m
     jj = np.arange(m)
@@ -554,57 +570,62 @@ def polish(
     lin_cols += [gidx.ravel(), gidx[:-1].ravel(), np.repeat(o_lam + np.arange(nI), 2)]
     lin_vals += [np.ones(2 * m), -np.ones(2 * m - 2), -(y[I, None] * xt[I]).ravel()]
     row0 += 2 * m
-    rm = row0 + np.arange(nI)  # margins
+    rm = row0 + np.arange(nI)  # active margins
     coef = y[I, None] * xt[I]
     lin_rows += [np.repeat(rm, 2), np.repeat(rm, 2)]
     lin_cols += [iP[I].ravel(), iQ[I].ravel()]
     lin_vals += [coef.ravel(), coef.ravel()]
     row0 += nI
-    rs = row0 + np.arange(2 * K).reshape(K, 2)  # stationarity
+    r_int = row0 + np.arange(2 * nint).reshape(nint, 2)
+    r_ray = row0 + 2 * nint + np.arange(nray)
     L = sparse.csr_matrix(
-        (np.concatenate(lin_vals), (np.concatenate(lin_rows), np.concatenate(lin_cols))), shape=(n, n)
+        (np.concatenate(lin_vals), (np.concatenate(lin_rows), np.concatenate(lin_cols))),
+        shape=(n, n),
     )
-    sg = geo.sign[k]
+    s_i, s_r = geo.sign[k[ki]], geo.sign[k[kr]]
+    Er = sup.D[kr]
 
     def gcols(j):  # columns of G_j (j >= 1); -1 for G_0 = 0
         return np.where(j[:, None] > 0, o_G + 2 * (j[:, None] - 1) + np.arange(2), -1)
 
-    gs_, gp_ = gcols(geo.start[k]), gcols(geo.stop[k])
+    gs_i, gp_i = gcols(geo.start[k[ki]]), gcols(geo.stop[k[ki]])
+    gs_r, gp_r = gcols(geo.start[k[kr]]), gcols(geo.stop[k[kr]])
 
-    def zval(z):
-        def G(gc):
-            return np.where(gc >= 0, z[np.maximum(gc, 0)], 0.0)
-
-        return sg[:, None] * (G(gp_) - G(gs_))
+    def G(z, gc):
+        return np.where(gc >= 0, z[np.maximum(gc, 0)], 0.0)
 
     def unit(z):
-        u = z[o_u : o_u + 2 * K].reshape(K, 2)
-        nu = np.linalg.norm(u, axis=1)
-        return u, nu
+        u = z[o_u : o_u + 2 * nint].reshape(nint, 2)
+        return u, np.linalg.norm(u, axis=1)
 
     def residual(z):
         F = L @ z
         F[rm] -= 1.0
         u, nu = unit(z)
-        Pz, _ = _projection(geo, k, zval(z))
-        F[rs] = u / nu[:, None] - Pz
+        F[r_int] = u / nu[:, None] - s_i[:, None] * (G(z, gp_i) - G(z, gs_i))
+        h_r = s_r[:, None] * (G(z, gp_r) - G(z, gs_r))
+        F[r_ray] = np.einsum("kj,kj->k", Er, h_r) - 1.0
         return F
 
     def jacobian(z):
         u, nu = unit(z)
         e = u / nu[:, None]
-        _, Jp = _projection(geo, k, zval(z))
         rows, cols, vals = [], [], []
         for a in range(2):
-            for b in range(2):
-                rows.append(rs[:, a])  # d(u/||u||)/du = (I - e e')/||u||
-                cols.append(o_u + 2 * np.arange(K) + b)
+            for b in range(2):  # d(u/||u||)/du = (I - e e')/||u||
+                rows.append(r_int[:, a])
+                cols.append(o_u + 2 * np.arange(nint) + b)
                 vals.append(((a == b) - e[:, a] * e[:, b]) / nu)
-                for gc, sgn in ((gp_, -1.0), (gs_, 1.0)):  # -Jp dz/dG, z = s (G_stop - G_start)
-                    ok = gc[:, b] >= 0
-                    rows.append(rs[ok, a])
-                    cols.append(gc[ok, b])
-                    vals.append(sgn * sg[ok] * Jp[ok, a, b])
+            for gc, sgn in ((gp_i, -1.0), (gs_i, 1.0)):
+                ok = gc[:, a] >= 0
+                rows.append(r_int[ok, a])
+                cols.append(gc[ok, a])
+                vals.append(sgn * s_i[ok])
+            for gc, sgn in ((gp_r, 1.0), (gs_r, -1.0)):
+                ok = gc[:, a] >= 0
+                rows.append(r_ray[ok])
+                cols.append(gc[ok, a])
+                vals.append(sgn * s_r[ok] * Er[ok, a])
         N = sparse.csr_matrix(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
         )
@@ -617,16 +638,18 @@ def polish(
     z[o_lam : o_lam + nI] = lam0[I]
     z[o_G : o_G + 2 * m] = np.cumsum((lam_full * y)[:, None] * xt, axis=0).ravel()
     U0 = sup.U()
-    z[o_u : o_u + 2 * K] = U0.ravel()
+    z[o_u : o_u + 2 * nint] = U0[ki].ravel()
+    z[o_a : o_a + nray] = sup.beta[kr]
     P, Q = _pq(geo, sample, k, U0)
     z[iP.ravel()] = P.ravel()
     z[iQ.ravel()] = Q.ravel()
     prim = np.zeros(n)
-    prim[o_u : o_u + 2 * K] = tol.newton_reg
+    prim[o_u : o_a + nray] = tol.newton_reg
     reg = sparse.diags(prim)
 
-    def fnorm(F):  # dimensionless rows: margins and unit-vector stationarity
-        return float(max(np.abs(F[rm]).max(initial=0.0), np.abs(F[rs]).max(initial=0.0)))
+    def fnorm(F):  # dimensionless rows: margins and stationarity
+        parts = [F[rm], F[r_int].ravel(), F[r_ray]]
+        return float(max(np.abs(p).max(initial=0.0) for p in parts))
 
     F = residual(z)
     fn = fnorm(F)
@@ -658,18 +681,16 @@ def polish(
             break
         z, F, fn = zn, Fn, fnn
         converged = fn <= tol.newton_tol
-        if _DEBUG:
-            _, Jp = _projection(geo, k, zval(z))
-            tr = np.trace(Jp, axis1=1, axis2=2)
-            print("     it", it, step, fn, "inside", int((tr > 1.5).sum()), "edge", int(((tr > .5) & (tr < 1.5)).sum()), "zero", int((tr < .5).sum()))
     lam = np.zeros(m)
     lam[I] = z[o_lam : o_lam + nI]
+    D, beta = sup.D.copy(), sup.beta.copy()
     u, nu = unit(z)
-    D = u / np.where(nu > 0, nu, 1.0)[:, None]
-    D, edge = _snap(geo, k, D, 1e-12)
+    D[ki] = u / np.where(nu > 0, nu, 1.0)[:, None]
+    beta[ki] = nu
+    beta[kr] = z[o_a : o_a + nray]
     if not msg:
         msg = "converged" if converged else "max_newton"
-    return Support(k, D, edge, nu), lam, PolishInfo(it, fn, nI, converged, msg)
+    return Support(k, D, sup.edge.copy(), beta), lam, PolishInfo(it, fn, nI, converged, msg)
 
 
 def _regularised_step(J: sparse.spmatrix, F: np.ndarray, reg: sparse.spmatrix) -> np.ndarray:
@@ -678,8 +699,10 @@ def _regularised_step(J: sparse.spmatrix, F: np.ndarray, reg: sparse.spmatrix) -
         [ -I   J ] [r ]   [-F]
         [ J'   R ] [dz] = [0],     r = J dz + F  (first row: -r + J dz = -F).
 
-    The primal optimum is often not unique (a right- and a left-facing neuron at one kink differ by a
-    linear function, MATH.md section 4): J is then singular along primal directions only, and the tiny
+    The primal optimum is often not unique (a right- and a left-facing neuron at one kink differ by
+    a
+    linear function, MATH.md section 4): J is then singular along primal directions only, and the
+    tiny
     proximal term R on the primal unknowns picks the step of least primal motion (Gauss-Newton on a
     consistent system converges quadratically; the term does not move the solution set).
     """
@@ -710,30 +733,39 @@ def lower_bound(geo: _Geometry, sample: SortedSample, lam: np.ndarray) -> tuple[
     return float(lam.sum()) / max(1.0, mr), mr
 
 
-def restore_feasibility(net: ReLUNetwork, sample: SortedSample) -> tuple[ReLUNetwork, float]:
-    """Stage 5: scale theta by 1/sqrt(min margin) (N is 2-homogeneous) so that every margin is >= 1.
+def restore_feasibility(
+    net: ReLUNetwork, X: np.ndarray, y: np.ndarray
+) -> tuple[ReLUNetwork, float]:
+    """Stage 5: scale theta by c = sqrt((1 + delta) / min margin) (N is 2-homogeneous), so every
+    margin
+    is >= 1 + delta >= 1 on the points X, y (pass the dataset's own order: that is how users
+    evaluate).
 
-    Returns the scaled network and its min margin (recomputed, nudged up by a few ulps if rounding
-    left it a hair below 1).
+    delta = 4 eps max_i sum_j |v_j relu(z_ij)| / min margin covers the rounding of N(x_i) in another
+    summation order (measured: margins of networks with 1/2||theta||^2 ~ 1e7 differ by ~1e-10
+    between
+    row orders of the same BLAS product). Returns the scaled network and its min margin.
     """
-    mm = float(net.margins(sample.x, sample.y).min())
+    Z = np.maximum(net.preactivations(X), 0.0)
+    mm = float((y * (Z @ net.v)).min())
     if mm <= 0:
         raise SolverError(
             f"the polished network misclassifies a training point (min margin {mm:.3g})"
         )
-    c = 1.0 / np.sqrt(mm)
+    delta = 4.0 * np.finfo(float).eps * float((Z * np.abs(net.v)).sum(axis=1).max()) / mm
+    c = np.sqrt((1.0 + delta) / mm)
+    out = net.scaled(c)
+    mm2 = float(out.margins(X, y).min())
     for _ in range(5):
-        out = net.scaled(c)
-        mm2 = float(out.margins(sample.x, sample.y).min())
         if mm2 >= 1.0:
-            return out, mm2
-        c = c / np.sqrt(mm2) * (1.0 + 2e-16)  # rounding left a margin a few ulps below 1
+            break
+        c *= np.sqrt((1.0 + 4 * delta + 1e-15) / mm2)
+        out = net.scaled(c)
+        mm2 = float(out.margins(X, y).min())
     return out, mm2
 
 
 # --------------------------------------------------------------------------- driver
-
-_DEBUG = False
 
 
 def _validate(dataset: Any, formulation: str, tol: Any) -> SortedSample:
@@ -758,8 +790,10 @@ def solve_global(
 ) -> GlobalResult:
     """The certified global minimum of (P) on a 1-D dataset (MATH.md sections 3-5).
 
-    Stages: (1) interior-point solve of (C_B) over all 2(2m - 1) blocks; (2) purify: LP vertex over the
-    candidate directions; (3) merge duplicate neurons; (4) polish: Newton on the KKT equations of the
+    Stages: (1) interior-point solve of (C_B) over all 2(2m - 1) blocks; (2) purify: LP vertex over
+    the
+    candidate directions; (3) merge duplicate neurons; (4) polish: Newton on the KKT equations of
+    the
     active system; (5) scale theta by 1/sqrt(min margin); (6) certify: lower bound
     sum lambda / max(1, max_k rho_k(lambda)). Stages 2-4 repeat (up to ``tol.max_rounds``) with the
     blocks that the polished multipliers price above 1 until the relative gap is <= ``tol.gap``.
@@ -799,57 +833,64 @@ def solve_global(
     cols = candidates(geo, sample, conic.U, conic.multipliers, tol)
     timings["purify"] += time.perf_counter() - t
     active_extra = np.zeros(sample.m, bool)
-    rounds = 0
-    for rounds in range(1, tol.max_rounds + 1):
+    # LP rows: margins the conic solution makes (nearly) active; the rest are checked by the LP
+    # stage
+    cm = margins_of(blocks, sample, conic.U)
+    lam_c = conic.multipliers
+    lp_rows = np.flatnonzero((cm <= 1 + 1e-3) | (lam_c > 1e-6 * lam_c.max()))
+    rounds, message = 0, ""
+    for rounds in range(1, tol.max_rounds + 1):  # noqa: B007 (reported after the loop)
         t = time.perf_counter()
-        sup_lp, lam_lp = purify(geo, sample, cols, tol.lp_tol)
+        try:
+            sup_lp, lam_lp = purify(geo, sample, cols, lp_rows, tol.lp_tol)
+        except SolverError as e:
+            message = f"round {rounds}: {e}"
+            if best is None:  # certify the conic solution itself (feasible after scaling)
+                n = np.linalg.norm(conic.U, axis=1)
+                k = np.flatnonzero(n > tol.support_rtol * n.max())
+                sup_c = Support(k, conic.U[k] / n[k, None], np.zeros(k.size, int), n[k])
+                try:
+                    best = _evaluate(geo, sample, sup_c, conic.multipliers, dataset.X, dataset.y)
+                except SolverError as e2:
+                    raise SolverError(
+                        f"m = {sample.m}: {e}; the raw conic solution is not usable either ({e2}). "
+                        "For large m use kktsolver.scale.solve_global_large."
+                    ) from None
+            break  # keep the best certified round so far
         sup_lp = merge(sup_lp, geo, tol.snap_rtol)
         timings["purify"] += time.perf_counter() - t
         t = time.perf_counter()
         active = (lam_lp > 1e-9 * lam_lp.max()) | active_extra
-        big = sup_lp.beta > 1e-5 * sup_lp.beta.max()
+        # LP masses this small are compensation for inexact directions, not neurons of the optimum
+        big = sup_lp.beta > tol.polish_drop * sup_lp.beta.max()
         sup_big = Support(sup_lp.k[big], sup_lp.D[big], sup_lp.edge[big], sup_lp.beta[big])
         sup_p, lam_p, info = polish(geo, sample, sup_big, active, lam_lp, tol)
         ok = info.converged and np.all(sup_p.beta >= 0) and np.all(lam_p >= 0)
         timings["polish"] += time.perf_counter() - t
-        if _DEBUG:
-            print(
-                "round",
-                rounds,
-                "cols",
-                cols.k.size,
-                "support",
-                sup_lp.k.size,
-                "edges",
-                (sup_lp.edge > 0).sum(),
-                "active",
-                active.sum(),
-                info,
-                ok,
-            )
         t = time.perf_counter()
-        tried = [_evaluate(geo, sample, sup_lp, lam_lp)]
+        tried = [_evaluate(geo, sample, sup_lp, lam_lp, dataset.X, dataset.y)]
         if ok:
-            tried.append(_evaluate(geo, sample, sup_p, lam_p))
+            tried.append(_evaluate(geo, sample, sup_p, lam_p, dataset.X, dataset.y))
         timings["certify"] += time.perf_counter() - t
         for cand in tried:
             if best is None or cand["gap"] < best["gap"]:
                 best = cand
-        if _DEBUG:
-            print("   gaps", [c["gap"] for c in tried])
         if best["gap"] <= tol.gap:
             break
         # next round (Kelley / column generation on the dual): keep every column, add the support
         # and the directions that the current multipliers price at rho_k >= 1 - candidate_rho
         t = time.perf_counter()
         lam_next = lam_p if ok else lam_lp
+        # keep the LP's basis (its support) rather than every old column: the LP stays small
+        keep = [sup_lp] + ([sup_p] if ok else [])
         extra = Support(
-            np.concatenate([cols.k, sup_p.k]) if ok else cols.k,
-            np.vstack([cols.D, sup_p.D]) if ok else cols.D,
-            np.concatenate([cols.edge, sup_p.edge]) if ok else cols.edge,
+            np.concatenate([c.k for c in keep]),
+            np.vstack([c.D for c in keep]),
+            np.concatenate([c.edge for c in keep]),
         )
         cols = candidates(geo, sample, None, lam_next, tol, extra)
         active_extra |= tried[-1]["margins"] <= 1 + tol.active_rtol
+        lp_rows = np.union1d(lp_rows, np.flatnonzero(active_extra | (lam_lp > 0)))
         timings["purify"] += time.perf_counter() - t
 
     t = time.perf_counter()
@@ -876,16 +917,22 @@ def solve_global(
         blocks=best["blocks"],
         U=best["U"],
         conic=conic,
+        message=message,
     )
 
 
 def _evaluate(
-    geo: _Geometry, sample: SortedSample, sup: Support, lam: np.ndarray
+    geo: _Geometry,
+    sample: SortedSample,
+    sup: Support,
+    lam: np.ndarray,
+    X: np.ndarray,
+    y: np.ndarray,
 ) -> dict[str, Any]:
     blocks = tuple(geo.blocks[k] for k in sup.k)
     U = sup.U()
     net = network_from_blocks(list(blocks), U).merged(rtol=1e-12)
-    net, mm = restore_feasibility(net, sample)
+    net, mm = restore_feasibility(net, X, y)
     obj = net.objective()
     lb, mr = lower_bound(geo, sample, lam)
     gap = (obj - lb) / obj

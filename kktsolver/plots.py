@@ -114,8 +114,9 @@ def plot_network(
     pos, neg = y > 0, y < 0
     ax.plot(x[pos], np.ones(pos.sum()), "o", ms=3.5, color="tab:blue", label="y = +1")
     ax.plot(x[neg], -np.ones(neg.sum()), "X", ms=7, color="tab:red", label="noisy (y = -1)")
-    # clip the y-range to the margin scale: a few kinks far outside would hide the data
-    lim = max(3.0, float(np.quantile(np.abs(ys), 0.9)) * 1.2)
+    # clip the y-range to the margin scale (data sit at |N| >= 1): N grows to ~1/gap between points,
+    # which would flatten the picture around the noisy points that matter
+    lim = min(max(3.0, 1.5 * float(np.median(np.abs(ys)))), 8.0)
     ax.set_ylim(-lim, lim)
     ax.set_xlim(a, b)
     ax.set_xlabel("x")
@@ -221,19 +222,31 @@ def plot_error_vs_p(
 
 
 def plot_examples(
-    examples: Sequence[tuple[str, ReLUNetwork, float]],
+    examples: Sequence[tuple[str, ReLUNetwork | None, float | None]],
     dataset: Dataset,
     path: Path,
     caption: str = "",
 ) -> Path:
-    """One panel per (label, network, clean error) on the same dataset."""
+    """One panel per (label, network, clean error) on the same dataset; a None network leaves a
+    panel saying that no such point was found (so the figure always has the same layout)."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(examples), figsize=(5.0 * len(examples), 3.9), squeeze=False)
     a, b = dataset.support or (0.0, 1.0)
-    for ax, (label, net, L) in zip(axes.flat, examples, strict=False):
-        plot_network(
-            ax, net, dataset, f"{label}\nL = {L:.3g}, 1/2||θ||² = {net.objective():.4g}", (a, b)
-        )
+    for ax, (label, net, L) in zip(axes.flat, examples, strict=True):
+        if net is None:
+            ax.text(
+                0.5,
+                0.5,
+                f"no {label}\nfound for this dataset",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        title = f"{label}\nL = {L:.3g}, 1/2||θ||² = {net.objective():.4g}"
+        plot_network(ax, net, dataset, title, (a, b))
     axes.flat[0].legend(loc="best", fontsize=8, framealpha=0.8)
     if caption:
         fig.suptitle(caption, fontsize=11)
@@ -250,6 +263,8 @@ def plot_histograms(
     if not rows:
         return None
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     by_p: dict[float, list[float]] = defaultdict(list)
     for r in rows:
         by_p[r["p"]].append(r["clean_error"])
@@ -269,6 +284,7 @@ def plot_histograms(
             )
             ax.legend(fontsize=8)
         ax.axvline(np.sqrt(p), color="tab:red", lw=1, ls=":")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"p = {p:g}: {L.size} KKT points", fontsize=10)
         ax.set_xlabel("clean error L")
         ax.set_ylabel("count")
@@ -306,7 +322,16 @@ def pick_example(store: ResultsStore) -> dict[str, dict[str, Any]] | None:
     def score(item):
         d = item[1]
         r0 = next(iter(d.values()))
-        return (-len(d), r0["m"], abs(np.log(r0["p"] / 0.1)), r0["seed"])
+        only_enum = all(r["method"] == "enumerate" for r in d.values())
+        # most kinds first, then data with flipped labels, the main grid, p near 0.1, small m
+        return (
+            -len(d),
+            r0["n_negative"] == 0,
+            only_enum,
+            abs(np.log(r0["p"] / 0.1)),
+            r0["m"],
+            r0["seed"],
+        )
 
     return sorted(by_inst.items(), key=score)[0][1]
 
@@ -348,14 +373,13 @@ def write_figures(
             "kkt": "KKT point, not a local minimum",
         }
         examples = [
-            (labels[k], _net(ex[k]), ex[k]["clean_error"])
+            (labels[k], _net(ex[k]), ex[k]["clean_error"]) if k in ex else (labels[k], None, None)
             for k in ("global", "local", "kkt")
-            if k in ex
         ]
-        missing = [labels[k] for k in labels if k not in ex]
-        cap = f"One dataset: m = {r0['m']}, p = {r0['p']:g}, seed = {r0['seed']}; shaded: N(x) <= 0"
-        if missing:
-            cap += f" (none found: {', '.join(missing)})"
+        cap = (
+            f"One dataset: m = {r0['m']}, p = {r0['p']:g}, seed = {r0['seed']}, "
+            f"{r0['n_negative']} flipped labels; shaded: N(x) <= 0"
+        )
         path = plot_examples(examples, ds, out / "example_networks.png", cap)
         done.append((cap, path))
     path = plot_histograms(

@@ -387,8 +387,9 @@ def envelope_check(
 ) -> Envelope:
     """Ratios L / sqrt(p) and L / p^5 over all KKT points, and the exponents of the extremes.
 
-    ``max_rows`` / ``min_rows`` are one extreme per dataset (``extreme_kkt``); without them the
-    per-dataset maximum / minimum over ``kkt_rows`` is used.
+    The exponents are fitted to the per-dataset maximum (minimum) over ``kkt_rows`` and
+    ``max_rows`` (``min_rows``), the extremes found by ``extreme_kkt`` (a time-bounded search may
+    miss what the sampler found, or find nothing, so both sources count).
     """
     by_p: dict[float, list[float]] = defaultdict(list)
     noisy: dict[float, list[bool]] = defaultdict(list)
@@ -414,8 +415,8 @@ def envelope_check(
                 best[k] = r
         return list(best.values())
 
-    mx = max_rows or per_instance(kkt_rows, lambda a, b: a > b)
-    mn = min_rows or per_instance(kkt_rows, lambda a, b: a < b)
+    mx = per_instance(kkt_rows + (max_rows or []), lambda a, b: a > b)
+    mn = per_instance(kkt_rows + (min_rows or []), lambda a, b: a < b)
     max_fit = class_fit(mx, seed=seed) if mx else None
     min_fit = class_fit(mn, seed=seed) if mn else None
     return Envelope(ps, C, c, c_noisy, nz, nzc, npts, max_fit, min_fit)
@@ -448,7 +449,10 @@ def _fit_text(f: PowerFit | None) -> str:
 
 
 def _verdict_lines(
-    env: Envelope, fits: dict[str, PowerFit], levels: dict[str, list[ClassLevel]]
+    env: Envelope,
+    fits: dict[str, PowerFit],
+    levels: dict[str, list[ClassLevel]],
+    enum_rows: list[dict[str, Any]] | None = None,
 ) -> list[str]:
     out = []
     if not env.ps:
@@ -463,7 +467,10 @@ def _verdict_lines(
         f"[{Cmin:.3g}, {Cmax:.3g}] across p."
     )
     if mf is not None and mf.slope is not None:
-        text += f" The largest clean error per dataset scales as p^{_fit_text(mf)}. "
+        text += (
+            " The largest clean error found per dataset (global, sampled and extreme KKT points) "
+            f"scales as p^{_fit_text(mf)}. "
+        )
         if mf.high is not None and mf.high < 0.5:
             text += (
                 "The whole interval lies below 1/2, so max L / sqrt(p) grows as p decreases: "
@@ -499,7 +506,7 @@ def _verdict_lines(
         text += "."
     mn = env.min_fit
     if mn is not None and mn.slope is not None:
-        text += f" The smallest clean error per dataset scales as p^{_fit_text(mn)}"
+        text += f" The smallest clean error found per dataset scales as p^{_fit_text(mn)}"
         if mn.low is not None and mn.low > 5:
             text += ": steeper than p^5, **the data DISAGREE** with the lower envelope."
         elif mn.low is not None:
@@ -526,6 +533,20 @@ def _verdict_lines(
             f"- **Local minima scale like p**: over {n_local} non-global local minima the mean "
             f"clean error scales as p^{_fit_text(lf)}: {word}."
         )
+    if enum_rows:
+        loc = [r for r in enum_rows if r["verdict"] == "local_min"]
+        non = [r for r in enum_rows if r["verdict"] == "kkt"]
+        ms = sorted({r["m"] for r in enum_rows})
+        n_sets = len({r["instance_key"] for r in enum_rows})
+        text = (
+            f"- The complete enumerations (m = {', '.join(map(str, ms))}, {n_sets} datasets) "
+            f"contain {len(loc)} non-global local minima and {len(non)} non-minimal KKT points"
+        )
+        for name, rs in (("local minima", loc), ("non-minimal KKT points", non)):
+            if rs:
+                L = [r["clean_error"] for r in rs]
+                text += f"; clean error of the {name} in [{min(L):.3g}, {max(L):.3g}]"
+        out.append(text + " (too few noise levels at one small m for an exponent).")
     gf = fits.get("global")
     if gf is not None and gf.slope is not None:
         out.append(
@@ -661,7 +682,8 @@ def write_report(
             "```",
             "",
         ]
-    L += ["## Verdicts", ""] + _verdict_lines(env, fits, tables) + [""]
+    enum_rows = store.rows(where="method = 'enumerate' AND clean_error IS NOT NULL")
+    L += ["## Verdicts", ""] + _verdict_lines(env, fits, tables, enum_rows) + [""]
     L += [
         "## Fitted exponents",
         "",

@@ -1,29 +1,22 @@
-"""Certified global max-margin in 1-D at large m (10^4 - 10^5 points) by column-and-constraint generation.
+"""Certified global minimum of (P) in 1-D for large m (10^3 - 10^5 points).
 
-A small, well-scaled restricted master (kinks only in a few gaps, margins only at a few points) is solved
-by Clarabel; every block of the sample is priced with the exact dual norms rho_k (MATH.md section 3) and
-every margin is checked, until the dual certificate closes the gap.
+Column-and-constraint generation: a small, well-scaled restricted master (kinks in a few gaps,
+margins at a few points; Clarabel) and a dual LP in O(1) variables (HiGHS) that prices every block
+of the sample. The certificate sum lambda / max(1, max_k rho_k) <= min (P) <= sum_k ||u_k||
+(MATH.md section 3) decides correctness. Details and measurements: docs/scale.md.
 
-The method (measured and argued in docs/scale.md):
-
-* Master ("chain" form). f = N_theta is written by its values F_j = f(x_{r_j}) at the selected points
-  r_0 < ... < r_{n-1} and, for each kink neuron in a selected gap (x_L, x_R), its values
-  alpha = <u, x~_L> <= 0 <= beta = <u, x~_R>. These are O(1) numbers even when the slopes are 10^9
-  (MATH.md section 5), and slope continuity between consecutive intervals is the O(1) linear row
-
-      D_j (F_{j+2} - F_{j+1} - sum_{I_{j+1}} s beta) = D_{j+1} (F_{j+1} - F_j - sum_{I_j} s alpha),
-
-  D_j = x_{r_{j+1}} - x_{r_j}. The cost of a kink is ||u|| = ||(beta - alpha, alpha x_R - beta x_L)|| / D.
-  A left-facing neuron equals the right-facing one in the same gap plus a global linear function
-  (MATH.md section 4), so the master keeps only right-facing kinks and leaves the leftmost linear piece
-  L_0 of f free (a relaxation: its dual adds sum_i lambda_i y_i x~_i = 0). Afterwards a 2-row LP splits
-  kinks into right/left neurons so that the linear remainder is ~0 ("flips"); if that LP is infeasible
-  (few kinks, e.g. all labels equal) the exact master (:class:`subproblem.ConvexSubproblem` on the
-  selected points, with right, left and all-active blocks) is used instead.
-* Pricing. lambda (zero off the selected points) gives rho_k for all 4m - 2 blocks in O(m) by suffix
-  sums, in extended precision (the sums cancel from ~10^9 to O(1)). Gaps with rho > 1 + tol get kinks,
-  points with margin < 1 - tol are added.
-* Certificate. sum lambda / max(1, max_k rho_k) <= min (P) <= sum_k ||u_k|| (MATH.md section 3).
+* Master ("chain" form). f = N_theta is written by its values F_j = f(x_{r_j}) at the selected
+  points and, per kink in a selected gap (x_L, x_R), alpha = <u, x~_L> <= 0 <= beta = <u, x~_R>,
+  O(1) numbers even when slopes are 10^9 (MATH.md section 5). Slope continuity is the O(1) row
+  D_j (F_{j+2} - F_{j+1} - sum_{I_{j+1}} s beta) = D_{j+1} (F_{j+1} - F_j - sum_{I_j} s alpha).
+  Left-facing neurons are right-facing ones plus a global linear function (MATH.md section 4): the
+  master keeps right-facing kinks and a free leftmost linear piece L0 (a relaxation), and a 2-row LP
+  ("flips") splits kinks into right/left neurons afterwards; if it is infeasible the exact master
+  (subproblem.ConvexSubproblem on the selected points) is used.
+* Dual. R(t) = sum_{x_i > t} lambda_i y_i (x_i - t) at the selected points is the LP unknown;
+  lambda is its second difference and rho_k is evaluated from two R-values per gap (no
+  cancellation of 10^9-sized sums).
+* Generation. Gaps whose dual constraint is tight get kinks, points with margin < 1 get rows.
 """
 
 from __future__ import annotations
@@ -38,19 +31,25 @@ from scipy import sparse
 
 from .data import Dataset
 from .errors import InputError, SolverError
+from .global_solver import GlobalResult, GlobalTolerances
+from .network import ReLUNetwork
 from .patterns import Block, SortedSample, network_from_blocks
 
 __all__ = [
     "ScaleTolerances",
     "ScaleDiagnostics",
     "solve_global_large",
+    "solve_global_large_diagnostics",
+    "network_margins_extended",
     "rho_all_gaps",
     "margins_extended",
     "chain_master",
+    "kinks_from_chain",
     "dual_lp",
+    "r_certificate",
+    "RDual",
 ]
 
-_DEBUG = False
 _LD = np.longdouble  # x86-64: 64-bit mantissa; used for the cancelling prefix sums only
 
 
@@ -61,8 +60,9 @@ class ScaleTolerances:
     Attributes
     ----------
     price : float
-        A gap gets kink blocks when max_k rho_k >= 1 - price for one of its blocks (tight or violated
-        dual constraint of the all-gaps dual LP); the loop stops when no new gap and no new point
+        A gap gets kink blocks when max_k rho_k >= 1 - price for one of its blocks (tight or
+        violated dual constraint of the all-gaps dual LP); the loop stops when no new gap and no new
+        point
         arrive.
     margin : float
         A point enters the master when its margin is below 1 - margin.
@@ -80,12 +80,18 @@ class ScaleTolerances:
     margin: float = 1e-9
     solver: float = 1e-10
     gap: float = 1e-8
-    cut: float = 1e-11
-    cut_rounds: int = 12
+    cut: float = 1e-10
+    cut_rounds: int = 16
 
     def __post_init__(self) -> None:
-        if isinstance(self.cut_rounds, bool) or int(self.cut_rounds) != self.cut_rounds or self.cut_rounds < 1:
-            raise InputError(f"ScaleTolerances.cut_rounds must be a positive integer, got {self.cut_rounds!r}")
+        if (
+            isinstance(self.cut_rounds, bool)
+            or int(self.cut_rounds) != self.cut_rounds
+            or self.cut_rounds < 1
+        ):
+            raise InputError(
+                f"ScaleTolerances.cut_rounds must be a positive integer, got {self.cut_rounds!r}"
+            )
         for name in ("price", "margin", "solver", "gap", "cut"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
@@ -106,6 +112,8 @@ class ScaleDiagnostics:
     flips_residual: float
     dual_max_rho: float
     loop: str
+    block_objective: float
+    block_min_margin: float
     tolerances: ScaleTolerances = field(default_factory=ScaleTolerances)
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,12 +121,13 @@ class ScaleDiagnostics:
 
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "tolerances"}
         d["tolerances"] = {
-            k: getattr(self.tolerances, k) for k in ("price", "margin", "solver", "gap")
+            k: getattr(self.tolerances, k)
+            for k in ("price", "margin", "solver", "gap", "cut", "cut_rounds")
         }
         return to_jsonable(d)
 
 
-# --------------------------------------------------------------------------- dual norms for all blocks
+# ---------------------------------------------------------------------- dual norms for all blocks
 
 
 def _wedge_rho(z: np.ndarray, xl: np.ndarray, xr: np.ndarray) -> np.ndarray:
@@ -141,11 +150,12 @@ def _wedge_rho(z: np.ndarray, xl: np.ndarray, xr: np.ndarray) -> np.ndarray:
 def rho_all_gaps(sample: SortedSample, lam: np.ndarray) -> dict[str, np.ndarray | float]:
     """max over both signs of rho_k(lambda) for every block of the sample, vectorised, O(m).
 
-    Returns a dict with ``right`` and ``left`` (shape (m - 1,), entry g - 1 for gap g), ``all`` (float)
-    and ``max`` (float). rho_k = ||Proj_{cone_k}(s_k g_k)||, g_k = sum_{i in A_k} lambda_i y_i x~_i
+    Returns a dict with ``right`` and ``left`` (shape (m - 1,), entry g - 1 for gap g), ``all``
+    (float) and ``max`` (float). rho_k = ||Proj_{cone_k}(s_k g_k)||, g_k = sum_{i in A_k} lambda_i
+    y_i x~_i
     (MATH.md section 3). A left cone at gap g is minus the right cone, so its rho for sign s is the
-    right-cone rho of -s g_k. The suffix/prefix sums are accumulated in extended precision because they
-    cancel from sum lambda (~ objective) to O(1). Agrees with :func:`patterns.rho` (tested).
+    right-cone rho of -s g_k. The suffix/prefix sums are accumulated in extended precision because
+    they cancel from sum lambda (~ objective) to O(1). Agrees with :func:`patterns.rho` (tested).
     """
     x, y, m = sample.x, sample.y, sample.m
     lam = np.asarray(lam, dtype=float)
@@ -186,7 +196,7 @@ def _all_rho(total: np.ndarray, x0: float, x1: float) -> float:
     return out
 
 
-# --------------------------------------------------------------------------- margins of block arrays
+# ------------------------------------------------------------------------ margins of block arrays
 
 
 def margins_extended(
@@ -194,8 +204,9 @@ def margins_extended(
 ) -> np.ndarray:
     """y_i N(x_i) for blocks given as arrays (kind 0 all, 1 right, 2 left), in extended precision.
 
-    N(x_i) = <P_i + Q_i, x~_i> with P_i = sum of s u over all/right blocks starting at or before i and
-    Q_i = sum over left blocks ending at or after i (MATH.md section 4), accumulated in long double so
+    N(x_i) = <P_i + Q_i, x~_i> with P_i = sum of s u over all/right blocks starting at or before i
+    and Q_i = sum over left blocks ending at or after i (MATH.md section 4), accumulated in long
+    double so
     that the O(1) margins survive the cancellation of 10^9-sized neurons. Same formula as
     :func:`subproblem.margins_of`, which works in float64 on Block lists.
     """
@@ -250,10 +261,13 @@ def chain_master(
     Parameters
     ----------
     points : int array
-        Sorted indices r_0 < ... < r_{n-1} of the selected points (must contain g - 1 and g for every
-        gap g in ``gaps``).
+        Sorted indices r_0 < ... < r_{n-1} of the selected points (must contain g - 1 and g for
+        every gap g in ``gaps``).
     gaps : int array
         Full-sample gaps (1..m-1) that get kinks of both signs.
+    tol, max_iter : Clarabel's gap/feasibility tolerance and iteration limit.
+    settings_extra : dict, optional
+        Further Clarabel settings (for experiments).
 
     Notes
     -----
@@ -298,7 +312,8 @@ def chain_master(
         put(j, iF[j + 2], Dj * w)
         put(j, iF[j + 1], -(Dj + Dj1) * w)
         put(j, iF[j], Dj1 * w)
-        # kinks in interval j+1 enter the row of j with -D_j s beta; kinks in interval j with +D_{j+1} s alpha
+        # kinks in interval j+1 enter the row of j with -D_j s beta; kinks in interval j with
+        # +D_{j+1} s alpha
         sel = jk >= 1
         sel &= jk - 1 < nz
         jj = jk[sel] - 1
@@ -360,7 +375,8 @@ def chain_master(
     F, al, be = X[iF], X[ia], X[ib]
     al, be = np.minimum(al, 0.0), np.maximum(be, 0.0)  # tiny cone violations of the iterate
     U = np.column_stack([be - al, al * xr - be * xl]) / Dk[:, None] if K else np.zeros((0, 2))
-    # leftmost linear piece: slope on interval 0 before its kinks is (F_1 - F_0 - sum_{I_0} s beta) / D_0
+    # leftmost linear piece: slope on interval 0 before its kinks is (F_1 - F_0 - sum_{I_0} s
+    # beta) / D_0
     if n >= 2:
         in0 = jk == 0
         slope0 = (F[1] - F[0] - float(np.sum(sk[in0] * be[in0]))) / D[0]
@@ -459,28 +475,134 @@ def kinks_from_chain(ch: _ChainSolution, x: np.ndarray, merge: float = 1e-15):
 
 # --------------------------------------------------------------------------- dual LP in R-values
 
+_OFFSETS = np.array([-1 / 16, -1 / 64, -1 / 256, 0.0, 1 / 256, 1 / 64, 1 / 16])
+
+
+def _cluster(t: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Candidates t + width * {0, +-1/256, +-1/64, +-1/16}: between them |R| / w can exceed its
+    value
+    at the nearest candidate only by ~(spacing)^2 / 8, so a tangency is cut off in one round."""
+    return (t[:, None] + width[:, None] * _OFFSETS[None, :]).ravel()
+
+
+@dataclass(frozen=True, eq=False)
+class RDual:
+    """A dual certificate given by R-values: lambda = L R exactly (L the second-difference map).
+
+    ``R``: values R(x_{r_j}) at the selected points (R_0 = R_{n-1} = 0). ``lam``: the multipliers
+    lambda_j = y_j ((R_{j+1} - R_j) / D_j - (R_j - R_{j-1}) / D_{j-1}) at those points (extended
+    precision, >= 0). ``rho_gap``: per gap, max over both signs and both facings of rho_k, from the
+    two R-values bounding the gap (no cancellation). ``max_rho``: max over ALL blocks (the
+    all-active block has rho = 0: sum_i lambda_i y_i x~_i = 0 exactly for lambda = L R).
+    ``total``: sum_j lambda_j (extended precision).
+    """
+
+    points: np.ndarray
+    R: np.ndarray
+    lam: np.ndarray
+    rho_gap: np.ndarray
+    max_rho: float
+    total: float
+
+    def lower_bound(self) -> float:
+        """sum lambda / max(1, max_k rho_k): a certified lower bound on min (P) (MATH.md section
+        3)."""
+        return self.total / max(1.0, self.max_rho)
+
+
+def r_certificate(sample: SortedSample, points: np.ndarray, R: np.ndarray) -> RDual:
+    """Evaluate the dual certificate of R-values (see :class:`RDual`).
+
+    Negative lambda_j (LP tolerance, rounding) are clipped to 0; their total mass times (1 + max|x|)
+    bounds the change of every z_k, and is added to every rho (so the bound stays rigorous).
+
+    On gap g inside the selected interval (x_{r_j}, x_{r_{j+1}}), R(t) = A - B t with
+    B = -(R_{j+1} - R_j) / D_j and A = R_j + B x_{r_j}; z = (A, B) is s g_k for the right block
+    (R(t) = z_0 - t z_1) and, since sum lambda y x~ = 0, also for the left block of the gap.
+    """
+    x, y = sample.x, sample.y
+    pts = np.asarray(points, dtype=np.int64)
+    xs = x[pts].astype(_LD)
+    Rl = np.asarray(R, dtype=_LD)
+    D = np.diff(xs)
+    slope = np.diff(Rl) / D
+    jump = np.r_[slope, _LD(0)] - np.r_[_LD(0), slope]
+    lam = y[pts].astype(_LD) * jump
+    # rounding leaves some lambda_j at -1e-17: clip them and charge their effect on every z_k,
+    # ||dz|| <= sum |lambda_neg| (1 + max |x|), to rho (rigorous, and negligible)
+    neg = float(-np.sum(np.minimum(lam, 0)))
+    pert = neg * (1.0 + float(np.max(np.abs(x))))
+    lam = np.maximum(lam, 0)
+    m = sample.m
+    g = np.arange(1, m)
+    j = np.clip(np.searchsorted(pts, g - 1, side="right") - 1, 0, pts.size - 2)
+    B = -slope[j]
+    A = Rl[j] + B * xs[j]
+    z = np.column_stack([A, B])
+    xl, xr = x[:-1].astype(_LD), x[1:].astype(_LD)
+    rg = np.maximum(_wedge_rho(z, xl, xr), _wedge_rho(-z, xl, xr)) + pert
+    max_rho = max(float(rg.max(initial=0.0)), pert)  # the all-active block: rho <= pert
+    return RDual(pts, np.asarray(R, float), np.asarray(lam, float), rg, max_rho, float(lam.sum()))
+
+
+def _repair_nonnegative(
+    xs: np.ndarray, ys: np.ndarray, R: np.ndarray, sweeps: int = 400
+) -> np.ndarray:
+    """Move R_j by tiny amounts so that every lambda_j = y_j (second difference of R)_j is >= 0.
+
+    The LP meets lambda_j >= 0 only to its feasibility tolerance (scaled rows); a negative
+    lambda_j is removed by shifting R_j by lambda_j / (y_j (1/D_{j-1} + 1/D_j)) ~ lambda_j D (tiny),
+    which
+    changes only its neighbours' lambda. A few Gauss-Seidel sweeps (interior points only).
+    """
+    R = np.array(R, dtype=_LD)
+    x = xs.astype(_LD)
+    D = np.diff(x)
+    n = R.size
+    for _ in range(sweeps):
+        slope = np.diff(R) / D
+        lam = ys[1:-1] * (slope[1:] - slope[:-1])
+        neg = np.flatnonzero(lam < 0) + 1
+        if neg.size == 0:
+            break
+        # alternate parity so that no two adjusted points are neighbours in one sweep
+        for par in (0, 1):
+            jn = neg[neg % 2 == par]
+            jn = jn[(jn > 0) & (jn < n - 1)]
+            if jn.size == 0:
+                continue
+            slope = np.diff(R) / D
+            lam_j = ys[jn] * (slope[jn] - slope[jn - 1])
+            lam_j = np.minimum(lam_j, 0)
+            R[jn] += lam_j / (ys[jn] * (1 / D[jn - 1] + 1 / D[jn])) * 1.0000001
+    return R
+
 
 def dual_lp(
     sample: SortedSample,
     points: np.ndarray,
     cand_t: np.ndarray,
-    rounds: int = 6,
-    cut_tol: float = 1e-13,
-) -> tuple[np.ndarray, dict[str, Any]]:
+    rounds: int = 8,
+    cut_tol: float = 1e-11,
+) -> tuple[RDual, dict[str, Any]]:
     """Multipliers from the relaxed dual written in the O(1) values R_j = R(x_{r_j}) (HiGHS LP).
 
     With lambda zero off the selected points and sum_i lambda_i y_i x~_i = 0 (the dual of the free
-    linear part), R(t) = sum_{x_i > t} lambda_i y_i (x_i - t) vanishes outside [x_0, x_{m-1}], is linear
-    between selected points, and lambda_j y_j is its slope jump at x_{r_j}:
+    linear part), R(t) = sum_{x_i > t} lambda_i y_i (x_i - t) vanishes outside [x_0, x_{m-1}], is
+    linear between selected points, and lambda_j y_j is its slope jump at x_{r_j}. The LP is
 
-        maximise  sum_j lambda_j,  lambda_j = y_j ((R_{j+1} - R_j) / D_j - (R_j - R_{j-1}) / D_{j-1}) >= 0
-        s.t.      |R(t)| <= sqrt(1 + t^2)  at the selected points and at candidate kinks t,
+        maximise   sum_j lambda_j,
+        lambda_j = y_j ((R_{j+1} - R_j) / D_j - (R_j - R_{j-1}) / D_{j-1}) >= 0,
+        |R(t)| <= sqrt(1 + t^2)  at every data point and at candidate kinks t,
+        R_0 = R_{n-1} = 0.
 
-    (R_0 = R_{n-1} = 0, outer slopes 0). This is the dual of (C_B) over every block (MATH.md section 3)
-    with the semi-infinite constraint kept at finitely many t; the candidates start at the primal
-    kinks and each round adds, in every gap where rho_k > 1 + cut_tol, the maximiser of |R| / w
-    (cutting planes). Variables are O(1), so HiGHS' absolute tolerances are meaningful even when
-    lambda ~ 10^9. Returns (lambda in sorted order over all m points, info).
+    This is the dual of (C_B) over every block (MATH.md section 3) with the semi-infinite constraint
+    kept at finitely many t: clusters of candidates around the primal kinks, then, for every gap
+    with rho_k > 1 + cut_tol, a cluster around the maximiser of |R| / w (cutting planes). The
+    variables are O(1), so HiGHS' absolute tolerances are meaningful even when lambda ~ 10^9
+    (interior-point duals in lambda units are not: MATH.md section 5), and the certificate
+    (:func:`r_certificate`) is evaluated from the R-values, without the cancelling sums.
+    Returns (the best certificate over the rounds, info).
     """
     from scipy.optimize import linprog
 
@@ -489,91 +611,86 @@ def dual_lp(
     n = pts.size
     xs, ys = x[pts], y[pts]
     D = np.diff(xs)
-    # lambda = Lmat @ R (n x n, tridiagonal), rows scaled by h_j = D_{j-1} D_j / (D_{j-1} + D_j) for HiGHS
     inv = 1.0 / D
     diag = np.zeros(n)
-    lo = np.zeros(n - 1)
-    up = np.zeros(n - 1)
     diag[:-1] -= inv
-    up += inv
     diag[1:] -= inv
-    lo += inv
-    Lmat = sparse.diags([lo, diag, up], [-1, 0, 1], format="csr")
-    Lmat = sparse.diags(ys) @ Lmat
-    cost = -np.asarray(Lmat.sum(axis=0)).ravel()
+    Lmat = sparse.diags(ys) @ sparse.diags([inv, diag, inv], [-1, 0, 1], format="csr")
+    cost = -np.asarray(Lmat.sum(axis=0)).ravel()  # minimise -sum_j lambda_j
+    cscale = 1.0 / np.abs(cost).max()
     h = np.ones(n)
     h[1:-1] = D[:-1] * D[1:] / (D[:-1] + D[1:])
     h[0], h[-1] = D[0], D[-1]
-    A_lam = -(sparse.diags(h) @ Lmat)  # -h lambda <= 0
+    A_lam = -(sparse.diags(h) @ Lmat)  # -h lambda <= 0 (rows scaled to O(1) coefficients)
     wpts = np.hypot(1.0, xs)
     bounds = np.column_stack([-wpts, wpts])
     bounds[0] = bounds[-1] = 0.0
-    # every data point is a candidate (lambda is zero off the selected points, so R is linear across
-    # the others and |R| <= w must be imposed there explicitly), plus the primal kinks
-    cand = np.unique(np.r_[np.asarray(cand_t, dtype=float), x])
+    # lambda_0 = y_0 R_1 / D_0 and lambda_{n-1} = y_{n-1} R_{n-2} / D_{n-2}: exact as variable
+    # bounds
+    if n >= 3:
+        bounds[1, 0 if ys[0] > 0 else 1] = 0.0
+        bounds[n - 2, 0 if ys[-1] > 0 else 1] = 0.0
+    gw = np.diff(x)
+    cand_t = np.asarray(cand_t, dtype=float)
+    g0 = np.clip(np.searchsorted(x, cand_t, side="right"), 1, m - 1)
+    # kinks ON a data point need no cluster (the point is a candidate, and R / w is maximal there
+    # only at the point itself); kinks inside a gap get one around their tangency
+    inner = ~np.isin(cand_t, x)
+    cand = np.unique(np.r_[x, cand_t, _cluster(cand_t[inner], gw[g0[inner] - 1])])
     info: dict[str, Any] = {"rounds": 0, "candidates": 0, "max_rho": np.nan, "status": ""}
-    lam_full = np.zeros(m)
-    cscale = 1.0 / np.abs(cost).max()
+    best: RDual | None = None
     for rnd in range(rounds):
         j = np.clip(np.searchsorted(xs, cand, side="right") - 1, 0, n - 2)
         f = (cand - xs[j]) / D[j]
         inside = (f > 0) & (f < 1)
         j, f, tc = j[inside], f[inside], cand[inside]
         k = np.arange(j.size)
-        Ac = sparse.csr_matrix(
-            (np.r_[1 - f, f], (np.r_[k, k], np.r_[j, j + 1])), shape=(j.size, n)
-        )
+        Ac = sparse.csr_matrix((np.r_[1 - f, f], (np.r_[k, k], np.r_[j, j + 1])), shape=(j.size, n))
         wc = np.hypot(1.0, tc)
-        A_ub = sparse.vstack([A_lam, Ac, -Ac], format="csr")
-        b_ub = np.r_[np.zeros(n), wc, wc]
-        t_lp = time.perf_counter()
         res = linprog(
             cost * cscale,
-            A_ub=A_ub,
-            b_ub=b_ub,
+            A_ub=sparse.vstack([A_lam, Ac, -Ac], format="csr"),
+            b_ub=np.r_[np.zeros(n), wc, wc],
             bounds=bounds,
             method="highs",
             options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10},
         )
-        info["rounds"], info["candidates"], info["status"] = rnd + 1, int(j.size), res.message
+        info.update(rounds=rnd + 1, candidates=int(j.size), status=res.message)
         if res.status != 0:
             raise SolverError(f"dual LP failed: {res.message}")
-        R = res.x
-        lam = np.maximum(Lmat @ R, 0.0)
-        if _DEBUG:
-            print("lp round", rnd, "cands", j.size, "lp secs", round(time.perf_counter() - t_lp, 3), "max_rho", end=" ")
-        lam_full = np.zeros(m)
-        lam_full[pts] = lam
-        rh = rho_all_gaps(sample, lam_full)
-        info["max_rho"] = rh["max"]
-        if _DEBUG:
-            print(rh["max"] - 1)
-        worst = np.maximum(rh["right"], rh["left"])
-        bad = np.flatnonzero(worst > 1.0 + cut_tol)
+        R = _repair_nonnegative(xs, ys, res.x)
+        cert = r_certificate(sample, pts, R)
+        if best is None or cert.lower_bound() > best.lower_bound():
+            best = cert
+        info["max_rho"] = cert.max_rho
+        bad = np.flatnonzero(cert.rho_gap > 1.0 + cut_tol) + 1
         if bad.size == 0:
             break
-        # maximiser of |R(t)| / w(t) on each violated gap: R linear there, R(t) = A - B t
-        g = bad + 1
-        jj = np.clip(np.searchsorted(pts, g - 1, side="right") - 1, 0, n - 2)
-        B = -(R[jj + 1] - R[jj]) / D[jj]
-        A = R[jj] + B * xs[jj]
+        # on a violated gap R(t) = A - B t; the maximiser of |A - B t| / sqrt(1 + t^2) is t = -B / A
+        Rf = np.asarray(R, dtype=float)
+        jj = np.clip(np.searchsorted(pts, bad - 1, side="right") - 1, 0, n - 2)
+        B = -(Rf[jj + 1] - Rf[jj]) / D[jj]
+        A = Rf[jj] + B * xs[jj]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ts = np.where(A != 0, -B / A, x[g])  # stationary point of (A - B t) / sqrt(1 + t^2)
-        ts = np.clip(np.nan_to_num(ts, nan=0.0), x[g - 1], x[g])
-        cand = np.unique(np.r_[cand, ts, x[g - 1], x[g]])
-    return lam_full, info
+            ts = np.where(A != 0, -B / A, x[bad])
+        ts = np.clip(np.nan_to_num(ts), x[bad - 1], x[bad])
+        cand = np.unique(np.r_[cand, _cluster(ts, gw[bad - 1])])
+    info["max_rho"] = best.max_rho
+    return best, info
 
 
 # --------------------------------------------------------------------------- flips (right -> left)
 
 
 def _flips(L0: np.ndarray, sign: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """phi in [0, 1]^K with L0 + sum_k phi_k s_k u_k ~ 0, and the exact remainder ell (extended precision).
+    """phi in [0, 1]^K with L0 + sum_k phi_k s_k u_k ~ 0, and the exact remainder ell (extended
+    precision).
 
-    Moving the fraction phi_k of right-facing kink k to a left-facing neuron -phi_k u_k in the same gap
-    keeps f and adds phi_k s_k u_k to the global linear part (MATH.md section 4), so this makes the
-    all-active blocks (nearly) unnecessary. A vertex of the LP (HiGHS) has at most two fractional phi.
-    Returns None when the LP is infeasible.
+    Moving the fraction phi_k of right-facing kink k to a left-facing neuron -phi_k u_k in the
+    same gap keeps f and adds phi_k s_k u_k to the global linear part (MATH.md section 4), so this
+    makes the
+    all-active blocks (nearly) unnecessary. A vertex of the LP (HiGHS) has at most two fractional
+    phi. Returns None when the LP is infeasible.
     """
     from scipy.optimize import linprog
 
@@ -603,7 +720,8 @@ def _linear_as_all_blocks(ell: np.ndarray, x0: float, x1: float) -> list[tuple[i
     """Write the linear function ell = (slope, intercept) as s p with p in the all-active cone.
 
     Returns [(sign, p), ...] (at most two terms). If ell or -ell lies in K = {<u,x~_0> >= 0,
-    <u,x~_{m-1}> >= 0} one block suffices (cost ||ell||); otherwise ell = p - q along the edges of K.
+    <u,x~_{m-1}> >= 0} one block suffices (cost ||ell||); otherwise ell = p - q along the edges of
+    K.
     """
     ell = np.asarray(ell, dtype=float)
     if not np.any(ell):
@@ -613,7 +731,8 @@ def _linear_as_all_blocks(ell: np.ndarray, x0: float, x1: float) -> list[tuple[i
         return [(1, ell)]
     if v0 <= 0 and v1 <= 0:
         return [(-1, -ell)]
-    # ell changes sign on [x0, x1]: ell = p - q, p vanishing at the point where ell < 0 and vice versa
+    # ell changes sign on [x0, x1]: ell = p - q, p vanishing at the point where ell < 0 and vice
+    # versa
     a = np.array([x0, 1.0])
     b_ = np.array([x1, 1.0])
     # p in K with <p, x~_0> = max(v0, 0), <p, x~_1> = max(v1, 0); q likewise with the negative parts
@@ -623,11 +742,12 @@ def _linear_as_all_blocks(ell: np.ndarray, x0: float, x1: float) -> list[tuple[i
     return [(1, p), (-1, q)]
 
 
-# --------------------------------------------------------------------------- exact master (fallback)
+# ------------------------------------------------------------------------ exact master (fallback)
 
 
 def _exact_master(sample: SortedSample, points: np.ndarray, gaps: np.ndarray, tol: float):
-    """(C_B) on the selected points with right, left and all-active blocks of both signs (issue-4 path).
+    """(C_B) on the selected points with right, left and all-active blocks of both signs (issue-4
+    path).
 
     Returns (kind, gap, sign, U, lam_points, seconds, status). Used when the flips LP is infeasible,
     i.e. when the global linear part costs something (few kinks, e.g. all labels equal).
@@ -667,107 +787,27 @@ def _exact_master(sample: SortedSample, points: np.ndarray, gaps: np.ndarray, to
 
 
 def _initial_sets(sample: SortedSample) -> tuple[np.ndarray, np.ndarray]:
-    """Gaps between opposite labels get kinks; their endpoints and the two extreme points are selected."""
+    """Gaps between opposite labels get kinks; their endpoints and the two extreme points are
+    selected."""
     m = sample.m
     ch = np.flatnonzero(sample.y[1:] != sample.y[:-1]) + 1
     pts = np.unique(np.concatenate([[0, m - 1], ch - 1, ch]))
     return pts, ch
 
 
-def _global_result_type():
-    try:
-        from .global_solver import GlobalResult  # issue 4
-
-        return GlobalResult
-    except ImportError:  # pragma: no cover - until issue 4 lands
-        return None
-
-
-@dataclass(frozen=True, eq=False)
-class LargeResult:
-    """Result of :func:`solve_global_large` (mirrors global_solver.GlobalResult's fields).
-
-    objective : sum_k ||u_k|| = 1/2||theta||^2 of the balanced network (after the final scaling that
-        makes every margin >= 1, computed in extended precision from the float blocks).
-    lower_bound : sum lambda / max(1, max_k rho_k) over ALL blocks (certified lower bound on min (P)).
-    relative_gap : (objective - lower_bound) / objective.
-    min_margin : min_i y_i N(x_i) of the block solution, extended precision.
-    network : balanced ReLUNetwork, one neuron per nonzero block.
-    multipliers : lambda in the dataset's order.
-    blocks, U : the block solution ((C_B) form).
-    status : "optimal" (gap <= tol.gap and margins >= 1), "inaccurate" or "max_iter".
-    """
-
-    objective: float
-    lower_bound: float
-    relative_gap: float
-    min_margin: float
-    network: Any
-    multipliers: np.ndarray
-    n_neurons: int
-    clean_error: float | None
-    status: str
-    timings: dict[str, float]
-    seconds: float
-    blocks: tuple[Block, ...] = ()
-    U: np.ndarray | None = None
-    diagnostics: ScaleDiagnostics | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        from .cli import to_jsonable
-
-        return to_jsonable(
-            {
-                "objective": self.objective,
-                "lower_bound": self.lower_bound,
-                "relative_gap": self.relative_gap,
-                "min_margin": self.min_margin,
-                "network": self.network,
-                "multipliers": self.multipliers,
-                "n_neurons": self.n_neurons,
-                "clean_error": self.clean_error,
-                "status": self.status,
-                "timings": self.timings,
-                "seconds": self.seconds,
-                "diagnostics": self.diagnostics,
-            }
-        )
-
-
-def solve_global_large(
+def solve_global_large_diagnostics(
     dataset: Dataset,
     tol: ScaleTolerances | float | None = None,
     solver: str = "CLARABEL",
     max_iter: int = 30,
     progress: bool | None = None,
     master: str = "auto",
-) -> LargeResult:
-    """Certified global minimum of (P) in 1-D for large m by column-and-constraint generation.
+) -> tuple[GlobalResult, ScaleDiagnostics]:
+    """:func:`solve_global_large` plus what the column-and-constraint generation did.
 
-    Parameters
-    ----------
-    dataset : Dataset
-        One-dimensional data.
-    tol : ScaleTolerances or float, optional
-        A float sets ``ScaleTolerances(gap=tol)`` with the other fields at their defaults.
-    solver : str
-        Only "CLARABEL" (the master is a Clarabel conic program).
-    max_iter : int
-        Maximum number of master solves.
-    progress : bool, optional
-        tqdm bar on stderr (default: only on a TTY).
-    master : {"auto", "chain", "exact"}
-        "chain": the relaxed well-scaled master with exact local reconstruction, dual polish and flips;
-        "exact": :class:`subproblem.ConvexSubproblem` on the selected points (right, left and all-active
-        blocks; fine for small or nearly kink-free problems, loses accuracy at m ~ 1e5);
-        "auto": chain, falling back to exact when the global linear part is not free (flips LP
-        infeasible or the all-active block priced out).
-
-    Returns
-    -------
-    LargeResult
-        ``lower_bound <= min (P) <= objective`` holds by construction (up to the extended-precision
-        rounding of the sums, ~1e-19 relative per term).
+    Same parameters; returns ``(result, diagnostics)`` with :class:`ScaleDiagnostics` (per master
+    solve: points, blocks, seconds, max rho of the dual, min margin; the flips residual, the
+    block-level objective and min margin before the network was formed).
     """
     t_start = time.perf_counter()
     if not isinstance(dataset, Dataset):
@@ -788,16 +828,18 @@ def solve_global_large(
 
     sample = SortedSample.from_dataset(dataset)
     m, x = sample.m, sample.x
-    timings = {"master": 0.0, "reconstruct": 0.0, "dual_lp": 0.0, "pricing": 0.0, "flips": 0.0}
+    timings = {"master": 0.0, "reconstruct": 0.0, "dual": 0.0, "pricing": 0.0, "flips": 0.0}
     pts, gaps = _initial_sets(sample)
     use_chain = master != "exact" and m >= 3 and gaps.size > 0
     hist: dict[str, list] = {k: [] for k in ("master", "pts", "blocks", "secs", "rho", "marg")}
     flips_res = float("nan")
-    polish_res = float("nan")
+    dual_rho = float("nan")
     show = sys.stderr.isatty() if progress is None else bool(progress)
     bar = tqdm(total=max_iter, desc="scale", disable=not show, leave=False)
     loop = "max_iter"
     arrays = None
+    final_pass = False
+    best_lb = None
     for _it in range(max_iter):
         t0 = time.perf_counter()
         if use_chain:
@@ -812,9 +854,13 @@ def solve_global_large(
             marg = margins_extended(sample, kind, bgap, bsign, U)
             timings["reconstruct"] += time.perf_counter() - t1
             t1 = time.perf_counter()
-            lam, lp_info = dual_lp(sample, pts, tk, rounds=tol.cut_rounds, cut_tol=tol.cut)
-            polish_res = float(lp_info["max_rho"])
-            timings["dual_lp"] += time.perf_counter() - t1
+            # pricing needs only the tight gaps (one LP); the certificate (final pass) all rounds
+            rounds = tol.cut_rounds if final_pass else 1
+            cert, lp_info = dual_lp(sample, pts, tk, rounds=rounds, cut_tol=tol.cut)
+            dual_rho = float(lp_info["max_rho"])
+            lam = np.zeros(m)
+            lam[pts] = cert.lam
+            timings["dual"] += time.perf_counter() - t1
             arrays = ("chain", tk, dk, L0)
         else:
             kind, bgap, bsign, U, lam_pts, secs, st = _exact_master(sample, pts, gaps, tol.solver)
@@ -828,21 +874,37 @@ def solve_global_large(
             arrays = ("exact", kind, bgap, bsign, U)
         hist["pts"].append(int(pts.size))
         t1 = time.perf_counter()
-        rh = rho_all_gaps(sample, lam)
+        if arrays[0] == "chain":
+            rho_gap, rho_max, lam_total = cert.rho_gap, cert.max_rho, cert.total
+        else:
+            rh = rho_all_gaps(sample, lam)
+            rho_gap, rho_max = np.maximum(rh["right"], rh["left"]), rh["max"]
+            lam_total = float(np.sum(lam.astype(_LD)))
+        # any lambda >= 0 gives a valid bound: keep the best one seen
+        lb_now = lam_total / max(1.0, rho_max)
+        if best_lb is None or lb_now > best_lb[0]:
+            best_lb = (lb_now, lam.copy(), rho_max)
         timings["pricing"] += time.perf_counter() - t1
-        hist["rho"].append(rh["max"])
+        hist["rho"].append(rho_max)
         hist["marg"].append(float(marg.min()))
         bar.update(1)
         bad_pts = np.setdiff1d(np.flatnonzero(marg < 1.0 - tol.margin), pts)
         # column generation with the all-gaps dual: a gap whose block is tight (rho >= 1 - price)
         # may carry a kink of the optimum (the LP's own primal has its kinks exactly there)
-        new_gaps = _most_violated(np.maximum(rh["right"], rh["left"]), 1.0 - tol.price, gaps)
-        if use_chain and rh["all"] > 1.0 + tol.price and master == "auto":
-            use_chain = False  # the linear part is not free: switch to the exact master
+        new_gaps = _most_violated(rho_gap, 1.0 - tol.price, gaps)
+        # the dual value already matches the master's (only rho > 1 by a hair is left): the columns
+        # are complete up to tol.gap, so stop generating and sharpen the dual instead
+        dual_done = (
+            arrays[0] == "chain"
+            and bad_pts.size == 0
+            and lam_total >= ch.objective * (1 - tol.gap / 4)
+        )
+        if (bad_pts.size == 0 and new_gaps.size == 0) or dual_done:
+            if final_pass or not use_chain:
+                loop = "converged"
+                break
+            final_pass = True  # same master once more, with the full cutting-plane dual
             continue
-        if bad_pts.size == 0 and new_gaps.size == 0:
-            loop = "converged"
-            break
         gaps = np.union1d(gaps, new_gaps)
         pts = np.unique(np.concatenate([pts, bad_pts, new_gaps - 1, new_gaps]))
     bar.close()
@@ -858,7 +920,9 @@ def solve_global_large(
             if master == "chain":
                 raise SolverError("chain master: the flips LP is infeasible; use master='auto'")
             # the linear part L0 has to be paid for: redo with the exact master
-            return solve_global_large(dataset, tol, solver, max_iter, progress, master="exact")
+            return solve_global_large_diagnostics(
+                dataset, tol, solver, max_iter, progress, master="exact"
+            )
         phi, ell = fl
         flips_res = float(np.max(np.abs(np.asarray(ell, dtype=float))))
         kind, bgap, bsign, U = _assemble(
@@ -872,31 +936,35 @@ def solve_global_large(
     mn = float(marg.min())
     if not mn > 0:
         raise SolverError(f"the block solution does not separate the data (min margin {mn:.3g})")
-    for _ in range(8):
+    for attempt in range(8):
         # margins are linear in U, but U is rounded to float64 after scaling (error ~ eps sum |u|):
-        # overshoot by twice the deficit so that the rounded blocks are feasible
+        # scale by 1 / min margin, and if rounding leaves a hair below 1, overshoot by the deficit
         if mn >= 1.0:
             break
-        U = U * ((1.0 + 2.0 * (1.0 - mn)) / mn)
+        U = U * ((1.0 + max(1.0 - mn, 1e-15) * attempt) / mn)
         marg = margins_extended(sample, kind, bgap, bsign, U)
         mn = float(marg.min())
     nrm = np.linalg.norm(U, axis=1)
-    objective = float(np.sum(nrm.astype(_LD)))
-    lam_sum = float(np.sum(lam.astype(_LD)))
-    lower = lam_sum / max(1.0, rh["max"])
-    gap_rel = (objective - lower) / objective if objective > 0 else 0.0
+    block_objective = float(np.sum(nrm.astype(_LD)))
+    lower, lam, best_rho = best_lb
     keep = nrm > 0
     blocks = tuple(
         Block(("all", "right", "left")[k], 0 if k == 0 else int(g), int(s))
         for k, g, s in zip(kind[keep], bgap[keep], bsign[keep], strict=True)
     )
     Uk = U[keep]
-    net = network_from_blocks(list(blocks), Uk)
+    # the network the user gets: one balanced neuron per block; its float64 parameters are
+    # evaluated in extended precision and scaled (2-homogeneity) until every margin is >= 1
+    net, net_margin = _feasible_network(network_from_blocks(list(blocks), Uk), sample)
+    objective = net.objective()
+    gap_rel = (objective - lower) / objective if objective > 0 else 0.0
     timings["finish"] = time.perf_counter() - t1
-    min_margin = float(marg.min())
-    if loop == "converged" and gap_rel <= tol.gap and min_margin >= 1.0:
+    t1 = time.perf_counter()
+    cerr = _clean_error(net, dataset)
+    timings["clean_error"] = time.perf_counter() - t1
+    if loop == "converged" and gap_rel <= tol.gap and net_margin >= 1.0:
         status = "optimal"
-    elif loop in ("converged", "stalled"):
+    elif loop == "converged":
         status = "inaccurate"
     else:
         status = "max_iter"
@@ -909,28 +977,142 @@ def solve_global_large(
         tuple(hist["rho"]),
         tuple(hist["marg"]),
         flips_res,
-        polish_res,
+        dual_rho,
         loop,
+        block_objective,
+        float(marg.min()),
         tol,
     )
     total = time.perf_counter() - t_start
     timings["total"] = total
-    return LargeResult(
+    result = GlobalResult(
+        network=net,
+        multipliers=sample.unsort(lam),
         objective=objective,
         lower_bound=lower,
         relative_gap=gap_rel,
-        min_margin=min_margin,
-        network=net,
-        multipliers=sample.unsort(lam),
+        min_margin=net_margin,
+        max_rho=best_rho,
         n_neurons=net.n,
-        clean_error=None,
+        clean_error=cerr,
         status=status,
+        solver="CLARABEL",
+        formulation="scale-" + arrays[0],
+        rounds=len(hist["master"]),
         timings=timings,
         seconds=total,
+        tol=GlobalTolerances(gap=tol.gap),
         blocks=blocks,
         U=Uk,
-        diagnostics=diag,
+        conic=None,
     )
+    return result, diag
+
+
+def solve_global_large(
+    dataset: Dataset,
+    tol: ScaleTolerances | float | None = None,
+    solver: str = "CLARABEL",
+    max_iter: int = 30,
+    progress: bool | None = None,
+    master: str = "auto",
+) -> GlobalResult:
+    """Certified global minimum of (P) on a 1-D dataset for large m (MATH.md sections 3-5).
+
+    Column-and-constraint generation (module docstring, docs/scale.md). Returns the same
+    :class:`global_solver.GlobalResult` as ``solve_global``: ``objective`` = 1/2||theta||^2 of
+    ``network`` (one balanced neuron per block, scaled so that every margin, evaluated exactly in
+    extended precision from the float64 parameters, is >= 1), ``lower_bound`` = sum lambda /
+    max(1, max_k rho_k) over every block, ``status`` "optimal" iff the loop converged,
+    relative_gap <= tol.gap and min_margin >= 1; ``formulation`` is "scale-chain" or "scale-exact",
+    ``rounds`` the number of master solves, ``conic`` None.
+
+    Parameters
+    ----------
+    dataset : Dataset (d = 1)
+    tol : ScaleTolerances or float, optional
+        A float sets ``ScaleTolerances(gap=tol)``.
+    solver : str
+        Only "CLARABEL" (the master is a Clarabel conic program).
+    max_iter : int
+        Maximum number of master solves.
+    progress : bool, optional
+        tqdm bar on stderr (default: only on a TTY).
+    master : {"auto", "chain", "exact"}
+        "chain": relaxed well-scaled master + flips (error if the flips LP is infeasible); "exact":
+        subproblem.ConvexSubproblem on the selected points (small or kink-free problems; loses
+        accuracy at m ~ 1e5); "auto": chain, falling back to exact.
+
+    Raises
+    ------
+    InputError
+        Not a 1-D Dataset, bad arguments.
+    SolverError
+        A master, the dual LP or the flips LP failed.
+    """
+    return solve_global_large_diagnostics(dataset, tol, solver, max_iter, progress, master)[0]
+
+
+def _clean_error(net: ReLUNetwork, dataset: Dataset) -> float | None:
+    """Exact clean error on the dataset's support (or [0, 1]); None without clean_error."""
+    try:
+        from .clean_error import clean_error
+    except ImportError:  # pragma: no cover - another helper's module
+        return None
+    return float(clean_error(net, dataset.support or (0.0, 1.0)))
+
+
+def network_margins_extended(network: ReLUNetwork, sample: SortedSample) -> np.ndarray:
+    """y_i N(x_i) of a 1-D float64 network evaluated in extended precision, O(n log m + m).
+
+    ``ReLUNetwork.margins`` builds the dense m x n matrix of preactivations (10^9 entries at
+    m = 10^5) and evaluates in float64, where 10^9-sized neurons cancel to O(1) margins. Here each
+    neuron v relu(w x + b) becomes s u with u = |v| (w, b) (products in long double), its activation
+    set is read off the kink t = -b / w (a point ON the kink has value 0 either way), and the
+    margins are prefix/suffix sums (:func:`margins_extended`).
+    """
+    v = network.v.astype(_LD)
+    w = network.W[:, 0].astype(_LD)
+    b = network.b.astype(_LD)
+    x = sample.x
+    m = sample.m
+    live = (v != 0) & ((w != 0) | (b > 0))
+    v, w, b = v[live], w[live], b[live]
+    kind = np.where(w > 0, 1, np.where(w < 0, 2, 0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(w != 0, -b / np.where(w != 0, w, 1), 0)
+    xl = x.astype(_LD)
+    g = np.searchsorted(xl, t, side="right")  # right-facing: active on x_i > t, i >= g
+    gl = np.searchsorted(xl, t, side="left")  # left-facing: active on x_i < t, i < gl
+    gap = np.where(kind == 1, g, np.where(kind == 2, gl, 0))
+    # neurons active on no point contribute nothing; active on all points are "all" blocks
+    none = ((kind == 1) & (gap >= m)) | ((kind == 2) & (gap <= 0))
+    full = ((kind == 1) & (gap <= 0)) | ((kind == 2) & (gap >= m))
+    kind = np.where(full, 0, kind)
+    keep = ~none
+    U = np.abs(v)[:, None] * np.column_stack([w, b])
+    sign = np.where(v > 0, 1, -1)
+    return margins_extended(sample, kind[keep], gap[keep], sign[keep], U[keep])
+
+
+def _feasible_network(net: ReLUNetwork, sample: SortedSample) -> tuple[ReLUNetwork, float]:
+    """Scale theta by c (N scales by c^2) until the extended-precision margins are all >= 1.
+
+    Like ``global_solver.restore_feasibility`` but with :func:`network_margins_extended` (no dense
+    m x n matrix, no float64 cancellation). Returns the network and its min margin.
+    """
+    mm = float(network_margins_extended(net, sample).min())
+    if not mm > 0:
+        raise SolverError(f"the network misclassifies a training point (min margin {mm:.3g})")
+    out, c = net, 1.0
+    for attempt in range(8):
+        if mm >= 1.0:
+            break
+        # first the exact factor, then overshoot by the deficit left by rounding theta
+        c = c * float(np.sqrt((1.0 + max(1.0 - mm, 1e-15) * attempt) / mm))
+        out = net.scaled(c)
+        mm = float(network_margins_extended(out, sample).min())
+    return out, mm
 
 
 def _most_violated(rho_gap: np.ndarray, limit: float, have: np.ndarray) -> np.ndarray:
@@ -954,7 +1136,8 @@ def _most_violated(rho_gap: np.ndarray, limit: float, have: np.ndarray) -> np.nd
 
 
 def _kink_arrays(t: np.ndarray, d: np.ndarray, L0: np.ndarray, x: np.ndarray):
-    """Block arrays (kind, gap, sign, U) of f = L0 + sum_k d_k relu(x - t_k): row 0 is L0 (kind 0, +1).
+    """Block arrays (kind, gap, sign, U) of f = L0 + sum_k d_k relu(x - t_k): row 0 is L0 (kind 0,
+    +1).
 
     Kink k becomes the right-facing block of the gap containing t_k (x_{g-1} <= t_k < x_g), with
     u_k = |d_k| (1, -t_k) and sign sign(d_k). Row 0 is only used for margins (L0 is not in a cone).
@@ -970,7 +1153,8 @@ def _kink_arrays(t: np.ndarray, d: np.ndarray, L0: np.ndarray, x: np.ndarray):
 
 
 def _assemble(gap, sign, U, phi, ell, x0: float, x1: float):
-    """Block arrays after the flips: (1 - phi) u right-facing, -phi u left-facing, ell as all-active."""
+    """Block arrays after the flips: (1 - phi) u right-facing, -phi u left-facing, ell as
+    all-active."""
     rows_k, rows_g, rows_s, rows_u = [], [], [], []
     r = phi < 1
     rows_k.append(np.ones(int(r.sum()), dtype=int))

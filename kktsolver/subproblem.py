@@ -7,6 +7,7 @@ prefix/suffix sums, MATH.md section 4) and a plain cvxpy model for any installed
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -483,7 +484,9 @@ class ConvexSubproblem:
         prob, U, margin_con = self._cvx
         t0 = time.perf_counter()
         try:
-            prob.solve(solver=name, **options)
+            with warnings.catch_warnings():  # "may be inaccurate": reported as status instead
+                warnings.simplefilter("ignore", UserWarning)
+                prob.solve(solver=name, **options)
         except cp.error.SolverError as e:
             return self._failed(name, time.perf_counter() - t0, f"SolverError: {e}")
         except TypeError as e:  # unknown keyword option

@@ -94,7 +94,7 @@ def test_normalized_margin_nondecreasing_late_exp_loss(three_point_v):
 @pytest.fixture(scope="module")
 def v_run():
     ds = Dataset(np.array([[0.1], [0.5], [0.9]]), np.array([1, -1, 1]), {"support": [0.0, 1.0]})
-    tr = train(ds, 6, loss="exp", lr=0.1, steps=20_000, seed=0, normalized=True, record_every=2000)
+    tr = train(ds, 6, loss="exp", lr=0.1, steps=8_000, seed=0, normalized=True, record_every=800)
     return ds, tr, limit_point(tr)
 
 
@@ -216,6 +216,8 @@ def test_cli_json(tmp_path, three_point_v, capsys):
             "--lr",
             "0.1",
             "--normalized",
+            "--record-every",
+            "1000",
             "--json",
         ]
     )
@@ -242,7 +244,7 @@ def test_pytorch_export_recipe(tmp_path, three_point_v):
     x = torch.tensor(three_point_v.X)
     y = torch.tensor(three_point_v.y, dtype=torch.float64)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    for _ in range(200):
+    for _ in range(20):
         opt.zero_grad()
         torch.exp(-y * model(x).squeeze(1)).mean().backward()
         opt.step()

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import csv
 import multiprocessing
+import os
+import signal
 import sqlite3
+import time
 
 import cvxpy as cp
 import numpy as np
@@ -167,6 +170,33 @@ def test_interrupt_loses_only_the_unit_in_flight_and_resume_completes(tmp_path):
             s = run_sweep(units, st, executor="serial", progress=False)
             assert (s.n_skipped, s.n_done) == (3, len(units) - 3)
             assert _content(st) == _content(ref)
+
+
+class _Swallow:
+    """Unit runner hit by Ctrl-C at its k-th call whose solver swallows it and returns a result."""
+
+    def __init__(self, k):
+        self.k, self.calls = k, 0
+
+    def __call__(self, cfg):
+        self.calls += 1
+        if self.calls == self.k:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+            except KeyboardInterrupt:
+                pass  # e.g. a solver that catches the interrupt and stops early
+        return execute_unit(cfg)
+
+
+def test_a_swallowed_ctrl_c_never_stores_the_unit_in_flight(tmp_path):
+    units = expand_units(_config())
+    with ResultsStore(tmp_path / "r.sqlite") as st:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(units, st, executor="serial", progress=False, fn=_Swallow(2))
+        assert st.count("units") == 1  # only the unit finished before Ctrl-C
+    # the SIGINT handler is restored afterwards
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_failed_units_are_recorded_and_retried(tmp_path):

@@ -148,7 +148,8 @@ def test_identities_and_dual_feasibility(seed):
     ds = noisy_constant_1d(25, 0.25, seed=seed)
     s = SortedSample.from_dataset(ds)
     blocks = all_blocks(s.m, pinned=(seed % 2 == 1))
-    r = ConvexSubproblem(s, blocks).solve(**TIGHT)
+    # rhs=None scales the margins to an O(1) optimum: Clarabel then reaches 1e-10 (m = 25)
+    r = ConvexSubproblem(s, blocks, rhs=None).solve(**TIGHT)
     assert r.status == "optimal"
     lam = r.multipliers
     assert np.all(lam >= 0)

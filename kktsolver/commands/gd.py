@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="grow the rate x1.1 on success, halve (>= lr) on failure",
     )
     parser.add_argument(
-        "--record-every", type=int, default=None, help="record every K steps (default steps // 200)"
+        "--record-every", type=int, default=None, help="record every K steps (default steps // 50)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,0 +1,140 @@
+"""Benchmark of the certified global solver against the plain dense cvxpy formulation (issue 4).
+
+For m in {100, 300, 1000, 10000} (seed setting x ~ U[0, 1], p = 0.1, seed 0) it prints, in one run:
+the sparse path (``solve_global``: conic + purify + polish + certify) with its relative gap and min
+margin, the sparse conic stage alone, and the plain cvxpy model with O(m^2) explicit pattern
+constraints solved by Clarabel (skipped where its predicted time exceeds the budget), plus the
+ratios.
+
+    /work/venv/bin/python benchmarks/bench_global.py [--sizes 100 300 1000 10000] [--budget 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import cvxpy as cp
+import numpy as np
+
+from kktsolver.data import noisy_constant_1d
+from kktsolver.errors import SolverError
+from kktsolver.global_solver import solve_global
+from kktsolver.patterns import SortedSample, all_blocks, network_from_blocks
+from kktsolver.subproblem import ConvexSubproblem
+
+
+def dense_model(sample: SortedSample):
+    """(C_B) over all blocks with every pattern inequality written out: 2(2m-1) x m rows."""
+    m, xt, y = sample.m, sample.xt, sample.y
+    blocks = all_blocks(m)
+    act = np.zeros((len(blocks), m))
+    for k, b in enumerate(blocks):
+        act[k, b.active(m)] = 1.0
+    sign = np.array([b.sign for b in blocks], dtype=float)
+    U = cp.Variable((len(blocks), 2))
+    Z = U @ xt.T  # <u_k, x~_i>, K x m
+    cons = [cp.multiply(2 * act - 1, Z) >= 0]
+    out = cp.sum(cp.multiply(sign[:, None] * act, Z), axis=0)
+    cons.append(cp.multiply(y, out) >= 1)
+    return cp.Problem(cp.Minimize(cp.sum(cp.norm(U, 2, axis=1))), cons), U, blocks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000, 10000])
+    ap.add_argument("--p", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--budget", type=float, default=60.0, help="seconds allowed for one dense solve"
+    )
+    args = ap.parse_args()
+
+    rows = []
+    last_dense = None  # (m, seconds) of the last dense solve, to predict the next one
+    for m in args.sizes:
+        ds = noisy_constant_1d(m, args.p, seed=args.seed)
+        sample = SortedSample.from_dataset(ds)
+        t = time.perf_counter()
+        try:
+            r = solve_global(ds)
+        except SolverError as e:
+            print(
+                f"{m:>6} | sparse path FAILED after {time.perf_counter() - t:.1f} s: {e}",
+                flush=True,
+            )
+            continue
+        t = time.perf_counter()
+        ConvexSubproblem(sample, all_blocks(m)).solve()
+        t_conic = time.perf_counter() - t
+        row = dict(
+            m=m,
+            sparse_s=r.seconds,
+            gap=r.relative_gap,
+            min_margin=r.min_margin,
+            status=r.status,
+            objective=r.objective,
+            conic_s=t_conic,
+            rounds=r.rounds,
+            stages=r.timings,
+            dense_s=None,
+            dense_obj=None,
+            dense_margin=None,
+        )
+        predicted = None if last_dense is None else last_dense[1] * (m / last_dense[0]) ** 2.5
+        if predicted is None or predicted <= args.budget:
+            t = time.perf_counter()
+            prob, U, blocks = dense_model(sample)
+            try:
+                prob.solve(solver="CLARABEL")
+                row["dense_s"] = time.perf_counter() - t
+                row["dense_obj"] = float(prob.value)
+                net = network_from_blocks(blocks, U.value)
+                row["dense_margin"] = float(net.margins(ds.X, ds.y).min())
+                last_dense = (m, row["dense_s"])
+            except cp.error.SolverError as e:
+                row["dense_obj"] = f"failed: {e}"
+        else:
+            row["dense_obj"] = f"skipped (predicted {predicted:.0f} s > {args.budget:g} s)"
+        rows.append(row)
+        _print_row(row)
+
+    print("\nratios (dense cvxpy seconds / sparse seconds, same run):")
+    for row in rows:
+        if row["dense_s"] is not None:
+            rel = abs(row["dense_obj"] - row["objective"]) / row["objective"]
+            print(
+                f"  m = {row['m']:>6}: full certified pipeline "
+                f"{row['dense_s'] / row['sparse_s']:7.1f}x, "
+                f"conic stage only {row['dense_s'] / row['conic_s']:7.1f}x; "
+                f"|dense - sparse| / sparse objective = {rel:.2e}"
+            )
+    print("\nstage seconds of the sparse path:")
+    for row in rows:
+        print(
+            f"  m = {row['m']:>6}: " + ", ".join(f"{k} {v:.2f}" for k, v in row["stages"].items())
+        )
+
+
+def _print_row(row: dict) -> None:
+    if not getattr(_print_row, "header", False):
+        print(
+            f"{'m':>6} | {'sparse s':>9} {'rel gap':>9} {'min margin':>18} {'status':>10} "
+            f"{'rounds':>6} "
+            f"{'conic s':>8} | {'dense s':>8} {'dense min margin':>17}"
+        )
+        _print_row.header = True
+    dense = (
+        f"{row['dense_s']:8.2f} {row['dense_margin']:17.10f}"
+        if row["dense_s"] is not None
+        else f"{str(row['dense_obj'])}"
+    )
+    print(
+        f"{row['m']:>6} | {row['sparse_s']:9.2f} {row['gap']:9.1e} {row['min_margin']:18.15f} "
+        f"{row['status']:>10} {row['rounds']:>6} {row['conic_s']:8.2f} | {dense}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Tests of the certified global solver: hand optima, dense and brute-force references, identities,
+acceptance on seed-setting and adversarial datasets, and the command line."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+from kktsolver.cli import main
+from kktsolver.data import Dataset, noisy_constant_1d, save_dataset
+from kktsolver.errors import InputError
+from kktsolver.global_solver import solve_global
+from kktsolver.patterns import Block, SortedSample, all_blocks
+
+
+def dense_global(ds: Dataset, blocks: list[Block] | None = None) -> float:
+    """min (P) by the plain convex program with EVERY pattern inequality written out (O(m^2) rows),
+    ECOS; independent of kktsolver's cone rows and prefix sums. +inf if infeasible."""
+    s = SortedSample.from_dataset(ds)
+    m, x, y = s.m, s.x, s.y
+    xt = np.column_stack([x, np.ones(m)])
+    blocks = all_blocks(m) if blocks is None else blocks
+    U = cp.Variable((len(blocks), 2))
+    cons, out = [], 0
+    for k, blk in enumerate(blocks):
+        act = np.zeros(m, bool)
+        act[blk.active(m)] = True
+        z = xt @ U[k]
+        cons.append(z[np.flatnonzero(act)] >= 0)
+        if (~act).any():
+            cons.append(z[np.flatnonzero(~act)] <= 0)
+        out = out + blk.sign * cp.multiply(act.astype(float), z)
+    cons.append(cp.multiply(y, out) >= 1)
+    prob = cp.Problem(cp.Minimize(cp.sum(cp.norm(U, 2, axis=1))), cons)
+    prob.solve(solver="ECOS", abstol=1e-10, reltol=1e-10, feastol=1e-10)
+    if prob.status in ("infeasible", "infeasible_inaccurate"):
+        return float("inf")
+    return float(prob.value)
+
+
+def check_result(r, ds: Dataset, gap: float = 1e-8) -> None:
+    """Acceptance: feasible (every margin >= 1, recomputed here), certified gap, identities."""
+    net = r.network
+    margins = net.margins(ds.X, ds.y)
+    assert margins.min() >= 1.0
+    assert r.min_margin == pytest.approx(margins.min(), rel=1e-9)
+    assert r.objective == pytest.approx(0.5 * np.sum(net.theta**2), rel=1e-12)
+    assert r.relative_gap <= gap
+    assert r.lower_bound <= r.objective * (1 + 1e-12)
+    assert r.status == "optimal"
+    assert net.is_balanced(1e-9)
+    # Euler / strong duality: 1/2||theta||^2 = sum lambda at the optimum
+    assert r.multipliers.sum() == pytest.approx(r.objective, rel=10 * gap)
+    assert np.all(r.multipliers >= 0)
+    # complementary slackness: no weight on margins > 1
+    assert np.all(r.multipliers[margins > 1 + 1e-6] <= 1e-9 * r.multipliers.max())
+
+
+# --------------------------------------------------------------------------- hand-derived optima
+
+
+def test_all_positive_labels():
+    """0 <= x_1 < ... with all labels +1: optimum 1/sqrt(1 + x_1^2) (Cauchy-Schwarz at x_1,
+    attained by one neuron along (x_1, 1)); a single neuron suffices."""
+    x = np.array([0.8, 0.25, 0.6, 0.95, 0.4])
+    ds = Dataset(x, np.ones(5))
+    r = solve_global(ds)
+    check_result(r, ds)
+    assert r.objective == pytest.approx(1 / np.sqrt(1 + 0.25**2), rel=1e-12)
+    assert r.n_neurons == 1
+
+
+def test_three_point_v(three_point_v):
+    """Optimum 27/sqrt(5), derived in tests/test_subproblem.py::test_three_point_v_hand_optimum:
+    two positive neurons with kinks ON x = 0.5 plus the negative all-active neuron -(0.4x + 0.8)."""
+    r = solve_global(three_point_v)
+    check_result(r, three_point_v)
+    assert r.objective == pytest.approx(27 / np.sqrt(5), rel=1e-12)
+    assert r.n_neurons == 3
+    kinks = np.sort(-r.network.b / r.network.W[:, 0])
+    assert kinks[1:] == pytest.approx([0.5, 0.5], abs=1e-9)
+    k = np.sqrt(1.25) / 0.4
+    np.testing.assert_allclose(r.multipliers, [k, 27 / np.sqrt(5) - 2 * k, k], rtol=1e-9)
+
+
+def test_single_point():
+    """m = 1: optimum 1/||x~_1|| (Cauchy-Schwarz), any label."""
+    for lab in (1, -1):
+        ds = Dataset(np.array([0.3]), np.array([lab]))
+        r = solve_global(ds)
+        check_result(r, ds)
+        assert r.objective == pytest.approx(1 / np.hypot(0.3, 1), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- independent references
+
+
+def brute_force_min(ds: Dataset) -> float:
+    """min over block subsets S with |S| <= m of the dense program on S only.
+
+    Each subset is a network architecture with fixed activation patterns; the minimum over all of
+    them is min (P) (the dense program never sees the other blocks). |S| <= m suffices: with the
+    optimal directions fixed, (C_B) is an LP in the masses with m margin rows, whose optimal vertex
+    has at most m nonzero masses (Caratheodory)."""
+    m = ds.m
+    pool = all_blocks(m)
+    best = float("inf")
+    for size in range(1, m + 1):
+        for S in itertools.combinations(pool, size):
+            if not any(b.sign == 1 for b in S) and (ds.y > 0).any():
+                continue
+            if not any(b.sign == -1 for b in S) and (ds.y < 0).any():
+                continue
+            best = min(best, dense_global(ds, list(S)))
+    return best
+
+
+@pytest.mark.parametrize(
+    "x,y",
+    [
+        ([0.2, 0.7], [1, -1]),
+        ([0.1, 0.5, 0.9], [1, -1, 1]),
+        ([0.3, 0.35, 0.9], [-1, 1, 1]),
+    ],
+)
+def test_brute_force_small(x, y):
+    ds = Dataset(np.array(x), np.array(y))
+    r = solve_global(ds)
+    check_result(r, ds)
+    assert r.objective == pytest.approx(brute_force_min(ds), rel=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dense_formulation_agrees(seed):
+    ds = noisy_constant_1d(int(8 + 4 * seed), 0.3, seed=seed)
+    r = solve_global(ds)
+    check_result(r, ds)
+    assert r.objective == pytest.approx(dense_global(ds), rel=1e-7)
+
+
+def test_four_alternating(alternating_four):
+    r = solve_global(alternating_four)
+    check_result(r, alternating_four)
+    assert r.objective == pytest.approx(dense_global(alternating_four), rel=1e-7)
+
+
+@pytest.mark.parametrize("solver", ["CLARABEL", "ECOS"])
+def test_cvxpy_formulation_agrees_with_sparse(solver):
+    ds = noisy_constant_1d(60, 0.2, seed=7)
+    a = solve_global(ds)
+    b = solve_global(ds, solver=solver, formulation="cvxpy")
+    check_result(a, ds)
+    check_result(b, ds)
+    assert b.objective == pytest.approx(a.objective, rel=1e-8)
+
+
+# --------------------------------------------------------------------------- acceptance
+
+
+@pytest.mark.parametrize("m,p,seed", [(100, 0.01, 1), (200, 0.4, 2), (400, 0.1, 3)])
+def test_seed_setting(m, p, seed):
+    ds = noisy_constant_1d(m, p, seed=seed)
+    r = solve_global(ds)
+    check_result(r, ds)
+    assert r.clean_error is not None and 0.0 <= r.clean_error <= 1.0
+
+
+def _adversarial():
+    rng = np.random.default_rng(5)
+    alt = np.linspace(0.05, 0.95, 30)
+    clustered = np.concatenate([0.3 + 1e-4 * rng.random(15), 0.7 + 1e-4 * rng.random(15)])
+    tiny = np.array([0.1, 0.1 + 1e-6, 0.5, 0.5 + 1e-6, 0.9])
+    return {
+        "alternating": (alt, np.where(np.arange(30) % 2 == 0, 1, -1)),
+        "clustered": (clustered, np.where(rng.random(30) < 0.3, -1, 1)),
+        "gap_1e-6": (tiny, np.array([1, -1, 1, -1, 1])),
+        "all_negative": (rng.random(20), -np.ones(20)),
+        "two_points": (np.array([0.0, 1e-6]), np.array([-1, 1])),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_adversarial()))
+def test_adversarial(name):
+    x, y = _adversarial()[name]
+    ds = Dataset(x, y)
+    r = solve_global(ds)
+    check_result(r, ds)
+    if ds.m <= 12:
+        assert r.objective == pytest.approx(dense_global(ds), rel=1e-6)
+
+
+def test_certifier_agrees(three_point_v):
+    certify_mod = pytest.importorskip("kktsolver.certify")
+    ds = noisy_constant_1d(30, 0.25, seed=4)
+    for d in (three_point_v, ds):
+        r = solve_global(d)
+        cert = certify_mod.certify(r.network, d)
+        assert cert.verdict == "global_min"
+
+
+# --------------------------------------------------------------------------- errors and CLI
+
+
+def test_input_errors():
+    with pytest.raises(InputError, match="d = 2"):
+        solve_global(Dataset(np.ones((3, 2)) * np.arange(3)[:, None], np.array([1, -1, 1])))
+    with pytest.raises(InputError, match="formulation"):
+        solve_global(Dataset(np.array([0.1, 0.2]), np.array([1, -1])), formulation="dense")
+    with pytest.raises(InputError, match="tol"):
+        solve_global(Dataset(np.array([0.1, 0.2]), np.array([1, -1])), tol=1e-8)
+
+
+def test_cli_json_and_out(tmp_path, capsys, three_point_v):
+    data = save_dataset(three_point_v, tmp_path / "v.csv")
+    out = tmp_path / "net.json"
+    assert main(["solve", str(data), "--json", "--out", str(out)]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    for key in (
+        "objective",
+        "lower_bound",
+        "relative_gap",
+        "min_margin",
+        "clean_error",
+        "n_neurons",
+        "status",
+        "seconds",
+    ):
+        assert key in obj
+    assert obj["objective"] == pytest.approx(27 / np.sqrt(5), rel=1e-12)
+    assert obj["status"] == "optimal"
+    net = json.loads(out.read_text())
+    assert len(net["v"]) == obj["n_neurons"] == 3
+
+
+def test_cli_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y\n0.5,1\n0.5,-1\n")
+    assert main(["solve", str(bad)]) == 2
+    assert "infeasible" in capsys.readouterr().err
+    assert main(["solve", str(tmp_path / "missing.csv")]) == 2

@@ -1,0 +1,248 @@
+"""Tests of the large-m global solver (kktsolver.scale): certificate, agreement with an independent
+cvxpy model, adversarial data, the vectorised dual norms, and the decomposition question."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+from kktsolver.data import Dataset, noisy_constant_1d
+from kktsolver.errors import InputError
+from kktsolver.global_solver import GlobalResult
+from kktsolver.patterns import SortedSample, all_blocks, rho
+from kktsolver.scale import (
+    ScaleTolerances,
+    margins_extended,
+    network_margins_extended,
+    rho_all_gaps,
+    solve_global_large,
+)
+
+# --------------------------------------------------------------------------- independent reference
+
+
+def cvxpy_optimum(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """[lower, upper] bounds on min (P) in 1-D from a model written from MATH.md sections 3-4
+    directly.
+
+    Dense, every block, both signs: for every gap between sorted points a right-facing block (active
+    on the points right of the gap) and a left-facing one, plus the all-active block; cone rows at
+    the
+    two bounding points. Upper bound: the cvxpy objective divided by its min margin (homogeneity);
+    lower bound: sum lambda / max(1, max rho) with lambda the cvxpy duals and patterns.rho. The
+    upper
+    bound is only as good as the solver's cone feasibility (1e-10): comparisons allow REF_SLACK.
+    """
+    o = np.argsort(x)
+    x, y = np.asarray(x, float)[o], np.asarray(y, float)[o]
+    m = x.size
+    xt = np.column_stack([x, np.ones(m)])
+    blocks = [(0, m, xt[0], xt[m - 1])]  # (start, stop, row >= 0, row >= 0)
+    for g in range(1, m):
+        blocks.append((g, m, xt[g], -xt[g - 1]))  # right: kink in [x_{g-1}, x_g]
+        blocks.append((0, g, xt[g - 1], -xt[g]))  # left
+    N = 0
+    cost = 0
+    cons = []
+    for s in (1.0, -1.0):
+        for start, stop, r1, r2 in blocks:
+            u = cp.Variable(2)
+            mask = np.zeros(m)
+            mask[start:stop] = 1.0
+            N = N + s * cp.multiply(mask, xt @ u)
+            cost = cost + cp.norm(u, 2)
+            cons += [r1 @ u >= 0, r2 @ u >= 0]
+    margin = cp.multiply(y, N) >= 1
+    prob = cp.Problem(cp.Minimize(cost), [*cons, margin])
+    prob.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    assert prob.status in ("optimal", "optimal_inaccurate")
+    upper = float(cost.value) / min(1.0, float(np.min(y * N.value)))
+    lam = np.maximum(np.asarray(margin.dual_value, float), 0.0)
+    s_ = SortedSample(x, y, np.arange(m))
+    lower = float(lam.sum()) / max(1.0, float(rho(all_blocks(m), s_, lam).max()))
+    assert lower <= upper * (1 + 1e-12)
+    return lower, upper
+
+
+REF_SLACK = 1e-9  # relative: the reference's cone rows hold to Clarabel's feasibility tolerance
+
+
+def ds(x, y) -> Dataset:
+    return Dataset(np.asarray(x, float)[:, None], np.asarray(y), {"support": [0.0, 1.0]})
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def test_rho_all_gaps_matches_patterns_rho():
+    rng = np.random.default_rng(3)
+    m = 25
+    d = noisy_constant_1d(m, 0.3, seed=4)
+    s = SortedSample.from_dataset(d)
+    lam = rng.exponential(size=m) * (rng.random(m) < 0.6)
+    B = all_blocks(m)
+    ref = rho(B, s, lam)
+    mine = rho_all_gaps(s, lam)
+    best: dict[tuple[str, int], float] = {}
+    for b, r in zip(B, ref, strict=True):  # max over the two signs of each (direction, gap)
+        key = (b.direction, b.gap)
+        best[key] = max(best.get(key, 0.0), float(r))
+    np.testing.assert_allclose(mine["right"], [best["right", g] for g in range(1, m)], rtol=1e-12)
+    np.testing.assert_allclose(mine["left"], [best["left", g] for g in range(1, m)], rtol=1e-12)
+    assert mine["all"] == pytest.approx(best["all", 0], rel=1e-12)
+    assert mine["max"] == pytest.approx(ref.max(), rel=1e-12)
+
+
+def test_margins_extended_matches_direct_evaluation():
+    rng = np.random.default_rng(5)
+    m = 30
+    s = SortedSample.from_dataset(noisy_constant_1d(m, 0.2, seed=6))
+    K = 12
+    kind = rng.integers(0, 3, K)
+    gap = np.where(kind == 0, 0, rng.integers(1, m, K))
+    sign = rng.choice([-1, 1], K)
+    U = rng.normal(size=(K, 2))
+    # direct: N(x_i) = sum_k s_k [i in A_k] <u_k, x~_i>
+    N = np.zeros(m)
+    for k in range(K):
+        act = np.zeros(m, bool)
+        if kind[k] == 0:
+            act[:] = True
+        elif kind[k] == 1:
+            act[gap[k] :] = True
+        else:
+            act[: gap[k]] = True
+        N += act * sign[k] * (U[k, 0] * s.x + U[k, 1])
+    np.testing.assert_allclose(
+        margins_extended(s, kind, gap, sign, U), s.y * N, rtol=1e-12, atol=1e-12
+    )
+
+
+# ---------------------------------------------------------------------- agreement and certificate
+
+
+@pytest.mark.parametrize("m,seed", [(12, 1), (30, 2), (60, 3)])
+def test_agrees_with_independent_cvxpy_model(m, seed):
+    d = noisy_constant_1d(m, 0.25, seed=seed)
+    lo, hi = cvxpy_optimum(d.x, d.y)
+    r = solve_global_large(d, progress=False)
+    assert r.min_margin >= 1.0
+    assert r.lower_bound <= r.objective
+    assert r.relative_gap <= 1e-8
+    # both certified intervals contain min (P): they must overlap, and ours is the tighter one
+    assert r.lower_bound <= hi * (1 + REF_SLACK) and lo <= r.objective
+    assert abs(r.objective - hi) <= max(1e-8, (hi - lo) / hi) * hi
+    assert r.status == "optimal"
+
+
+def test_certificate_on_seed_setting():
+    d = noisy_constant_1d(2000, 0.1, seed=11)
+    r = solve_global_large(d, progress=False)
+    assert isinstance(r, GlobalResult)
+    assert r.status == "optimal"
+    assert r.relative_gap <= 1e-8
+    assert r.min_margin >= 1.0
+    # the blocks are the network's neurons: same cost up to the final feasibility scaling
+    assert np.sum(np.linalg.norm(r.U, axis=1)) == pytest.approx(r.objective, rel=1e-8)
+    assert r.network.objective() == r.objective
+    # float64 evaluation agrees with the extended-precision one up to its rounding (~eps * 1e7)
+    nm = r.network.margins(d.X, d.y)
+    assert nm.min() >= 1.0 - 1e-7
+    assert (
+        np.max(
+            np.abs(
+                nm
+                - network_margins_extended(r.network, SortedSample.from_dataset(d))[
+                    np.argsort(d.order)
+                ]
+            )
+        )
+        < 1e-6
+    )
+    # Euler identity (MATH.md section 2): sum lambda = 1/2 ||theta||^2 at a KKT point
+    assert r.multipliers.sum() == pytest.approx(r.objective, rel=1e-8)
+
+
+# --------------------------------------------------------------------------- adversarial data
+
+
+@pytest.mark.parametrize("label", [1, -1])
+def test_all_labels_equal_hand_computed(label):
+    # f >= 1 at x_0 alone needs cost >= 1/||x~_0|| (dual: lambda at x_0 only); the line with value 1
+    # at x_0 and slope x_0 (kink at -1/x_0) attains it and is >= 1 on x >= x_0.
+    x = np.linspace(0.2, 0.9, 15)
+    d = ds(x, np.full(15, label))
+    r = solve_global_large(d, progress=False)
+    assert r.objective == pytest.approx(1 / np.hypot(1, 0.2), rel=1e-8)
+    assert r.lower_bound == pytest.approx(1 / np.hypot(1, 0.2), rel=1e-8)
+    assert r.min_margin >= 1.0
+
+
+def test_alternating_labels():
+    x = np.linspace(0.05, 0.95, 16)
+    y = np.where(np.arange(16) % 2 == 0, 1, -1)
+    lo, hi = cvxpy_optimum(x, y)
+    r = solve_global_large(ds(x, y), progress=False)
+    assert r.lower_bound <= hi * (1 + REF_SLACK) and lo <= r.objective
+    assert abs(r.objective - hi) <= max(1e-8, (hi - lo) / hi) * hi
+    assert r.relative_gap <= 1e-8 and r.min_margin >= 1.0
+
+
+def test_clustered_points_and_tiny_gaps():
+    rng = np.random.default_rng(8)
+    x = np.r_[rng.uniform(0, 1, 40), 0.5 + 1e-7 * np.arange(6)]
+    y = np.r_[np.where(rng.random(40) < 0.2, -1, 1), [1, -1, 1, -1, -1, 1]]
+    lo, hi = cvxpy_optimum(x, y)
+    r = solve_global_large(ds(x, y), progress=False)
+    assert r.min_margin >= 1.0
+    assert (
+        r.lower_bound <= hi * (1 + REF_SLACK) and lo <= r.objective
+    )  # both intervals contain min (P)
+    # gaps of 1e-7 mean slopes ~1e7 and an objective ~2e8: float64 neurons carry a rounding floor
+    # of ~eps * objective in the margins, which the final scaling pays (docs/scale.md, Limits)
+    assert r.relative_gap <= 1e-7
+
+
+# --------------------------------------------------------------------------- decomposition
+
+
+def test_no_additive_decomposition_at_long_runs():
+    """Refuted: with a long run of +1 between two noisy halves, min (P) on the whole sample is NOT
+    the sum of the minima on the halves (measured: 11% more; each half alone picks its own linear
+    behaviour over the run, the whole needs one function connecting both). It is at least the
+    larger of the two (a restriction of the constraints)."""
+    rng = np.random.default_rng(21)
+    xa = np.sort(rng.uniform(0.0, 0.3, 20))
+    xb = np.sort(rng.uniform(0.7, 1.0, 20))
+    run = np.linspace(0.32, 0.68, 30)
+    ya = np.where(rng.random(20) < 0.25, -1, 1)
+    yb = np.where(rng.random(20) < 0.25, -1, 1)
+    ya[[0, -1]] = yb[[0, -1]] = 1
+    full = solve_global_large(
+        ds(np.r_[xa, run, xb], np.r_[ya, np.ones(30, int), yb]), progress=False
+    )
+    left = solve_global_large(ds(np.r_[xa, run[:15]], np.r_[ya, np.ones(15, int)]), progress=False)
+    right = solve_global_large(ds(np.r_[run[15:], xb], np.r_[np.ones(15, int), yb]), progress=False)
+    for r in (full, left, right):
+        assert r.relative_gap <= 1e-8
+    assert full.objective >= max(left.objective, right.objective) * (1 - 1e-9)
+    total = left.objective + right.objective
+    assert abs(full.objective - total) > 1e-3 * full.objective
+
+
+# --------------------------------------------------------------------------- input validation
+
+
+def test_bad_inputs_raise_input_error():
+    d = noisy_constant_1d(20, 0.1, seed=0)
+    with pytest.raises(InputError):
+        solve_global_large("data")  # type: ignore[arg-type]
+    with pytest.raises(InputError):
+        solve_global_large(Dataset(np.zeros((3, 2)) + np.arange(3)[:, None], [1, -1, 1]))
+    with pytest.raises(InputError):
+        solve_global_large(d, solver="ECOS")
+    with pytest.raises(InputError):
+        solve_global_large(d, max_iter=0)
+    with pytest.raises(InputError):
+        solve_global_large(d, tol=ScaleTolerances(gap=-1.0))
