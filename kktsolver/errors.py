@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["KKTSolverError", "InputError", "SolverError"]
+__all__ = ["KKTSolverError", "InputError", "SolverError", "check_int_range", "check_tolerances"]
 
 
 class KKTSolverError(Exception):
@@ -10,8 +10,36 @@ class KKTSolverError(Exception):
 
 
 class InputError(KKTSolverError, ValueError):
-    """The user's data, network, configuration or arguments are invalid; the message names the culprit."""
+    """The user's data, network, configuration or arguments are invalid; the message names it."""
 
 
 class SolverError(KKTSolverError, RuntimeError):
     """A numerical method failed (solver status, lost accuracy) on valid input."""
+
+
+def check_tolerances(
+    owner: str,
+    values: dict[str, object],
+    *,
+    positive: bool = False,
+) -> None:
+    """Raise `InputError` unless every value is a finite real number, >= 0 (or > 0 if `positive`).
+
+    Tolerance dataclasses call this from ``__post_init__`` so that a bad tolerance is reported by
+    name (``"CertTolerances.gap must be ..."``) at construction, not as a NaN deep inside a solver.
+    """
+    bound = "> 0" if positive else ">= 0"
+    for name, val in values.items():
+        ok = isinstance(val, (int, float)) and not isinstance(val, bool) and val == val
+        ok = ok and abs(val) != float("inf") and (val > 0 if positive else val >= 0)
+        if not ok:
+            raise InputError(f"{owner}.{name} must be a finite number {bound}, got {val!r}")
+
+
+def check_int_range(owner: str, name: str, val: object, low: int, high: int | None = None) -> None:
+    """Raise `InputError` unless `val` is an integer (not a bool) in [low, high] (None: no cap)."""
+    ok = isinstance(val, (int, float)) and not isinstance(val, bool) and int(val) == val
+    ok = ok and val >= low and (high is None or val <= high)
+    if not ok:
+        span = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise InputError(f"{owner}.{name} must be an integer {span}, got {val!r}")
