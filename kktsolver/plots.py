@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .clean_error import nonpositive_intervals
 from .data import Dataset
 from .network import ReLUNetwork
 
@@ -28,7 +29,6 @@ __all__ = [
     "plot_examples",
     "plot_histograms",
     "write_figures",
-    "negative_regions",
 ]
 
 _STYLE = {
@@ -60,39 +60,6 @@ def _plt():
     return plt
 
 
-def negative_regions(
-    net: ReLUNetwork, interval: tuple[float, float] = (0.0, 1.0)
-) -> list[tuple[float, float]]:
-    """Maximal sub-intervals of ``interval`` where N(x) <= 0 (1-D), from the piecewise-linear form.
-
-    On each piece between consecutive kinks N is affine, so {N <= 0} on the piece is an interval
-    ending at the piece's zero crossing; adjacent pieces are merged.
-    """
-    a, b = interval
-    pl = net.piecewise_linear()
-    cuts = np.concatenate([[a], pl.kinks[(pl.kinks > a) & (pl.kinks < b)], [b]])
-    out: list[tuple[float, float]] = []
-    for lo, hi in zip(cuts[:-1], cuts[1:], strict=False):
-        mid = 0.5 * (lo + hi)
-        k = np.searchsorted(pl.kinks, mid, side="right")
-        s, c = pl.slopes[k], pl.intercepts[k]
-        if s == 0:
-            seg = (lo, hi) if c <= 0 else None
-        else:
-            z = -c / s
-            if s > 0:  # N <= 0 left of z
-                seg = (lo, min(hi, z)) if z > lo else None
-            else:
-                seg = (max(lo, z), hi) if z < hi else None
-        if seg is None or seg[1] <= seg[0]:
-            continue
-        if out and abs(out[-1][1] - seg[0]) <= 1e-15:
-            out[-1] = (out[-1][0], seg[1])
-        else:
-            out.append(seg)
-    return out
-
-
 def plot_network(
     ax: Axes,
     net: ReLUNetwork,
@@ -106,7 +73,7 @@ def plot_network(
     inner = pl.kinks[(pl.kinks > a) & (pl.kinks < b)]
     xs = np.unique(np.concatenate([np.linspace(a, b, 801), inner]))
     ys = pl(xs)
-    for lo, hi in negative_regions(net, interval):
+    for lo, hi in nonpositive_intervals(net, interval):
         ax.axvspan(lo, hi, color="tab:red", alpha=0.18, lw=0)
     ax.plot(xs, ys, color="black", lw=1.4, label="N(x)")
     ax.axhline(0, color="0.4", lw=0.8)

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kktsolver.clean_error import clean_error
+from kktsolver.clean_error import clean_error, nonpositive_intervals
 from kktsolver.experiments import expand_units, instance_dataset, load_config
 from kktsolver.network import ReLUNetwork
-from kktsolver.plots import negative_regions
 from kktsolver.store import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,7 +229,7 @@ def test_shaded_regions_measure_the_clean_error():
     rng = np.random.default_rng(3)
     for _ in range(50):
         net = ReLUNetwork(rng.normal(size=6), rng.normal(size=(6, 1)), rng.normal(size=6))
-        regions = negative_regions(net, (0.0, 1.0))
+        regions = nonpositive_intervals(net, (0.0, 1.0))
         total = sum(b - a for a, b in regions)
         assert total == pytest.approx(clean_error(net), abs=1e-12)
         for a, b in regions:  # N <= 0 inside each region (checked at interior points)
