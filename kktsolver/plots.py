@@ -182,10 +182,7 @@ def plot_error_vs_p(
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     fig.suptitle("Clean error against noise level (log-log), with reference slopes", fontsize=12)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_examples(
@@ -217,10 +214,7 @@ def plot_examples(
     axes.flat[0].legend(loc="best", fontsize=8, framealpha=0.8)
     if caption:
         fig.suptitle(caption, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_histograms(
@@ -258,10 +252,7 @@ def plot_histograms(
     for ax in list(axes.flat)[len(ps) :]:
         ax.axis("off")
     fig.suptitle("Clean error of sampled KKT points per p (dotted red: sqrt(p))", fontsize=12)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _net(row: dict[str, Any]) -> ReLUNetwork:
@@ -355,3 +346,11 @@ def write_figures(
     if path:
         done.append(("Histograms of clean error over sampled KKT points per p", path))
     return done
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Lay out, write and close a figure (closing frees it: a sweep draws many)."""
+    fig.tight_layout()
+    fig.savefig(path)
+    _plt().close(fig)
+    return path
