@@ -5,17 +5,11 @@ optimality interval (1-D) and a verdict with evidence (MATH.md sections 2-3, F3,
 
 Verdicts (decided in this order; every threshold is a field of :class:`CertTolerances`)
 ----------------------------------------------------------------------------------------
+Every verdict but ``infeasible`` and ``not_kkt`` is a KKT point (stationarity within tolerance).
+
 ``infeasible``
     min_i y_i N(x_i) < 1 - ``feasibility``. Up to float rounding of the margins (proven with
     ``exact=True``).
-``global_min`` (1-D only)
-    Feasible and (1/2||theta||^2 - LB) / (1/2||theta||^2) <= ``gap``, with
-    LB = sum lambda / max(1, max_k rho_k(lambda)) over ALL 1-D blocks (MATH.md section 3). LB is a
-    lower bound on min (P) for every lambda >= 0 and every width, so this proves global optimality
-    up to ``gap`` and the float rounding of rho_k, whatever the stationarity residual (a point
-    within eps of the optimum value may have residuals of order sqrt(eps); ``notes`` says so).
-    lambda: the KKT multipliers, then the maximiser of sum lambda subject to max_k rho_k <= 1
-    among lambda >= 0 supported on the active points (the dual of (C_all); a small SOCP).
 ``not_kkt``
     Feasible, but the best multipliers found leave a relative stationarity residual
     ||theta - sum_i lambda_i h_i||_2 / ||theta||_2 > ``stationarity``, where lambda_i >= 0 may be
@@ -24,7 +18,18 @@ Verdicts (decided in this order; every threshold is a field of :class:`CertToler
     (HiGHS) minimises the L1 residual and is then polished by active-set least squares; when the
     L2 residual is still above tolerance but the L1 optimum does not prove that every L2 residual
     is (L2 >= L1 / sqrt(n (d + 2))), the L2 problem is solved too, so the verdict does not hinge
-    on the norm.
+    on the norm. A ``not_kkt`` network can still be ``near_global`` (its value certified within
+    ``gap`` of min (P)): a global minimiser of the value up to the gap that is not stationary,
+    e.g. because tiny neurons point against the multipliers (``notes`` names the neurons that
+    carry the residual and their share of the objective).
+``global_min`` (1-D only)
+    KKT and (1/2||theta||^2 - LB) / (1/2||theta||^2) <= ``gap``, with
+    LB = sum lambda / max(1, max_k rho_k(lambda)) over ALL 1-D blocks (MATH.md section 3). LB is a
+    lower bound on min (P) for every lambda >= 0 and every width, so this proves global
+    optimality of the value up to ``gap`` and the float rounding of rho_k. lambda: the KKT
+    multipliers, then the R-value dual LP of :func:`kktsolver.scale.dual_lp` on the active
+    points, then the maximiser of sum lambda subject to max_k rho_k <= 1 among lambda >= 0 on the
+    active points (the dual of (C_all), a small SOCP), whichever bound is best.
 ``local_min``
     KKT and no descent path in a neighbourhood at the given ``width`` (MATH.md F4):
 
@@ -66,7 +71,7 @@ from scipy import sparse
 from scipy.optimize import linprog
 
 from .data import Dataset
-from .errors import InputError, SolverError
+from .errors import InputError, SolverError, check_int_range, check_tolerances
 from .network import ReLUNetwork
 from .patterns import Block, SortedSample, all_blocks, block_directions, cone_constraints, rho
 
@@ -111,14 +116,9 @@ class CertTolerances:
     max_cells_log2: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("feasibility", "active", "kink", "stationarity", "zero_neuron", "gap", "rho"):
-            val = getattr(self, name)
-            if not (isinstance(val, (int, float)) and np.isfinite(val) and val >= 0):
-                raise InputError(f"tolerance {name} must be a finite number >= 0, got {val!r}")
-        if int(self.max_cells_log2) != self.max_cells_log2 or not 0 <= self.max_cells_log2 <= 20:
-            raise InputError(
-                f"max_cells_log2 must be an integer in [0, 20], got {self.max_cells_log2!r}"
-            )
+        fields = ("feasibility", "active", "kink", "stationarity", "zero_neuron", "gap", "rho")
+        check_tolerances("CertTolerances", {name: getattr(self, name) for name in fields})
+        check_int_range("CertTolerances", "max_cells_log2", self.max_cells_log2, 0, 20)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,31 +206,36 @@ class Certificate:
       and ``lyu_li_delta`` = sum lambda_i (y_i N(x_i) - 1);
     * ``lower_bound`` <= min (P) (1-D only, else None); ``relative_gap`` =
       (objective - lower_bound) / objective (None if infeasible or no bound); ``max_rho`` =
-      max_k rho_k of the multipliers giving the bound.
+      max_k rho_k of the multipliers giving the bound;
+    * ``near_global``: True iff the network is feasible and ``relative_gap`` <= ``tolerances.gap``,
+      i.e. its value 1/2||theta||^2 is certified within the gap of min (P), whatever its
+      stationarity (False if the gap is larger, None without a bound). ``global_min`` is
+      ``near_global`` AND KKT; a ``not_kkt`` network may be ``near_global``.
 
     ``multipliers``: length m, dataset order; ``mu``: list of (point, neuron, mu_ij) on kink pairs.
     """
 
     verdict: str
     multipliers: np.ndarray
-    mu: list[tuple[int, int, float]]
-    stationarity_residual: float | None
     min_margin: float
-    complementary_slackness: float | None
-    balance_residual: float | None
-    euler_residual: float | None
-    lyu_li_eps: float
-    lyu_li_delta: float
     objective: float
-    lower_bound: float | None
-    relative_gap: float | None
-    max_rho: float | None
     width: int
     nonzero_neurons: int
-    pinned_kinks: int
-    witness: Witness | None
     tolerances: CertTolerances
-    exact: ExactCheck | None
+    stationarity_residual: float | None = None
+    near_global: bool | None = None
+    mu: list[tuple[int, int, float]] = field(default_factory=list)
+    complementary_slackness: float | None = None
+    balance_residual: float | None = None
+    euler_residual: float | None = None
+    lyu_li_eps: float = 0.0
+    lyu_li_delta: float = 0.0
+    lower_bound: float | None = None
+    relative_gap: float | None = None
+    max_rho: float | None = None
+    pinned_kinks: int = 0
+    witness: Witness | None = None
+    exact: ExactCheck | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -502,8 +507,9 @@ def _polish(
         fp = np.flatnonzero(state == 2)
         if not lam_free.any() and not fp.size:
             return np.zeros(na), np.zeros(P)
-        cols = sparse.hstack([B[:, np.flatnonzero(lam_free)], A_mu[:, fp]]).toarray()
-        sol = np.linalg.lstsq(cols, sys_.rhs, rcond=None)[0]
+        sol = _lstsq(
+            sparse.hstack([B[:, np.flatnonzero(lam_free)], A_mu[:, fp]], format="csc"), sys_.rhs
+        )
         lam = np.zeros(na)
         lam[lam_free] = sol[: lam_free.sum()]
         mu = np.zeros(P)
@@ -520,6 +526,42 @@ def _polish(
             bound = lo[p] if bad_lo[p] else hi[p]
             state[p] = 0 if bound == 0 or col[p] < 0 else 1
     return _project(sys_, modes, lam, mu)
+
+
+_DENSE_LSTSQ = 200_000  # entries of the polish system below which dense LAPACK is used
+
+
+def _lstsq(A: sparse.csc_matrix, b: np.ndarray, refine: int = 2) -> np.ndarray:
+    """argmin ||A x - b||_2: dense SVD when small, else sparse normal equations with refinement.
+
+    Large systems (more than ``_DENSE_LSTSQ`` entries): solve A^T A x = A^T b by sparse LU and
+    correct ``refine`` times with the residual of the original system,
+    x += (A^T A)^{-1} A^T (b - A x). At m = 1000 this takes ~1 s where dense LAPACK took 7-19 s on
+    this loaded 2-core machine, with the same residual norm (to 4e-8 relative, the rounding level
+    of r = b - A x for these ill-conditioned systems; an augmented-system LU did no better). It is
+    accepted only if ||A^T r|| <= 1e-5 ||A||_F ||r|| (measured: 1e-9 to 8e-7; the least-squares
+    optimum has A^T r = 0, a failed factorisation does not come close), otherwise the dense
+    rank-revealing solve is used. Callers keep the polished multipliers only
+    if their residual beats the LP's, so a slightly suboptimal x can never worsen a verdict.
+    """
+    from scipy.sparse.linalg import norm as spnorm
+    from scipy.sparse.linalg import splu
+
+    if A.shape[0] * A.shape[1] > _DENSE_LSTSQ:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # singular-matrix warnings: handled by the check
+                lu = splu((A.T @ A).tocsc())
+                x = lu.solve(A.T @ b)
+                for _ in range(refine):
+                    x = x + lu.solve(A.T @ (b - A @ x))
+            r = b - A @ x
+            ok = np.linalg.norm(A.T @ r) <= 1e-5 * float(spnorm(A)) * np.linalg.norm(r)
+            if np.all(np.isfinite(x)) and ok:
+                return x
+        except RuntimeError:  # exactly singular A^T A
+            pass
+    return np.linalg.lstsq(A.toarray(), b, rcond=None)[0]
 
 
 def _best_multipliers(
@@ -572,7 +614,6 @@ class _Blocks1D:
     start: np.ndarray  # (K,) first sorted index of A_k
     stop: np.ndarray  # (K,) one past the last
     Wmat: sparse.csr_matrix  # (m, na): lambda_i y_i in sorted order = Wmat @ lam'
-    cones: list[np.ndarray]  # cone rows G_k (cone = {G u >= 0})
     directions: tuple[np.ndarray, np.ndarray]
 
 
@@ -593,7 +634,6 @@ def _blocks_1d(dataset: Dataset, sys_: _System) -> _Blocks1D:
         np.array([t.start for t in sl]),
         np.array([t.stop for t in sl]),
         Wmat,
-        [cone_constraints(b, sample)[0] for b in blocks],
         block_directions(blocks, sample),
     )
 
@@ -746,6 +786,58 @@ def _max_dual(sys_: _System, b1: _Blocks1D, lam0: np.ndarray, objective: float) 
     return np.maximum(lam0 + np.asarray(delta.value, dtype=float), 0.0)
 
 
+def _bound_of(
+    b1: _Blocks1D, lam_sorted: np.ndarray, rho_claimed: float = 0.0
+) -> tuple[float, float]:
+    """(sum lambda / max(1, max_k rho_k), max_k rho_k) with rho from :func:`patterns.rho`.
+
+    ``rho_claimed`` (a solver's own evaluation of max_k rho_k) is taken into account too: the
+    larger value is used, so the bound needs both evaluations to agree that rho is small.
+    """
+    lam_sorted = np.maximum(lam_sorted, 0.0)
+    mr = max(float(rho(b1.blocks, b1.sample, lam_sorted, b1.directions).max()), rho_claimed)
+    return float(lam_sorted.sum()) / max(1.0, mr), mr
+
+
+def _r_dual_bound(
+    sys_: _System, b1: _Blocks1D, net: ReLUNetwork, lam_s: np.ndarray, objective: float
+) -> tuple[float, float]:
+    """Lower bound from :func:`kktsolver.scale.dual_lp`: the dual of (C_all) in R-values (HiGHS).
+
+    Points: the active ones plus both ends of the sample (R vanishes outside the selected range);
+    candidate kinks: the network's kinks inside the data range. The LP's unknowns are O(1) even
+    when lambda ~ 1e9, which the SOCP of :func:`_max_dual` is not (it loses ~1e-3 of the bound at
+    m = 1000). It imposes sum lambda_i y_i x~_i = 0, so on samples whose optimum has a costly
+    linear part (e.g. all labels equal) it is weak, and :func:`_socp_dual_bound` follows.
+    """
+    from .scale import dual_lp
+
+    m = b1.sample.m
+    rank = np.empty(m, dtype=int)
+    rank[b1.sample.order] = np.arange(m)
+    pts = np.unique(np.r_[0, rank[sys_.active], m - 1])
+    w = net.W[:, 0]
+    t = -net.b[w != 0] / w[w != 0]
+    t = t[(t > b1.sample.x[0]) & (t < b1.sample.x[-1])]
+    if pts.size < 3:  # the R-value LP needs an interior point (its cost is 0 otherwise)
+        raise SolverError("fewer than 3 points (active ones and both ends of the sample)")
+    try:
+        with np.errstate(all="ignore"):
+            rd, _ = dual_lp(b1.sample, pts, t)
+    except (ValueError, IndexError, ZeroDivisionError, FloatingPointError) as e:
+        raise SolverError(f"R-value dual LP: {e}") from None
+    lam = np.zeros(m)
+    lam[rd.points] = rd.lam
+    return _bound_of(b1, lam, float(rd.max_rho))
+
+
+def _socp_dual_bound(
+    sys_: _System, b1: _Blocks1D, net: ReLUNetwork, lam_s: np.ndarray, objective: float
+) -> tuple[float, float]:
+    """Lower bound from :func:`_max_dual` (Clarabel), rho recomputed by :func:`patterns.rho`."""
+    return _bound_of(b1, _lam_sorted(sys_, b1, _max_dual(sys_, b1, lam_s, objective)))
+
+
 def _rho_all(sys_: _System, b1: _Blocks1D, lam_s: np.ndarray) -> np.ndarray:
     return rho(b1.blocks, b1.sample, _lam_sorted(sys_, b1, lam_s), b1.directions)
 
@@ -753,7 +845,7 @@ def _rho_all(sys_: _System, b1: _Blocks1D, lam_s: np.ndarray) -> np.ndarray:
 def _best_direction(b1: _Blocks1D, k: int, z: np.ndarray) -> np.ndarray:
     """Unit u in cone_k maximising <u, z> (z = s_k g_k): the projection of z onto the 2-D wedge."""
     E1, E2 = b1.directions[0][k], b1.directions[1][k]
-    G = b1.cones[k]
+    G = cone_constraints(b1.blocks[k], b1.sample)[0]
     if np.all(G @ z >= 0):
         p = z
     else:
@@ -794,6 +886,42 @@ def _sqrt_up(q) -> float:
     return f
 
 
+def _exact_signs(
+    X: np.ndarray, W: np.ndarray, b: np.ndarray, Xq: list, Wq: list, bq: list, exact_cols: set
+) -> tuple[np.ndarray, np.ndarray]:
+    """Proven signs of z_ij = <w_j, x_i> + b_j: (z > 0, z == 0) as (m, n) boolean arrays.
+
+    The float z (any summation order, with or without FMA) is within
+    gamma_{d+1} (sum_c |w_jc x_ic| + |b_j|), gamma_k = k u / (1 - k u), u = 2^-53, of the exact
+    value, so its sign is proven wherever |z| exceeds twice that bound; the other entries, and
+    every entry of the columns in ``exact_cols`` (snapped biases, not floats), are decided in
+    rational arithmetic.
+    """
+    from flint import fmpq
+
+    m, d = X.shape
+    Z = X @ W.T + b
+    u = 2.0**-53
+    gamma = (d + 1) * u / (1 - (d + 1) * u)
+    # (+ an absolute term for underflow: each of the d + 1 operations errs by <= 2^-1074 more)
+    bound = 2.0 * (gamma * (np.abs(X) @ np.abs(W).T + np.abs(b)) + (d + 1) * 2.0**-1074)
+    unsure = np.abs(Z) <= bound
+    if exact_cols:
+        unsure[:, sorted(exact_cols)] = True
+    pos, zero = Z > 0, np.zeros(Z.shape, dtype=bool)
+    zq = fmpq(0)
+    for i, j in zip(*np.nonzero(unsure), strict=True):
+        z = sum((Wq[j][c] * Xq[i][c] for c in range(d)), bq[j])
+        pos[i, j], zero[i, j] = z > zq, z == zq
+    return pos, zero
+
+
+def _fmat(rows: int, cols: int, entries: list):
+    from flint import fmpq_mat
+
+    return fmpq_mat(rows, cols, entries)
+
+
 def _exact_check(
     net: ReLUNetwork,
     X: np.ndarray,
@@ -802,30 +930,30 @@ def _exact_check(
     mu: list[tuple[int, int, float]],
     active: np.ndarray,
 ) -> ExactCheck:
-    """Rational recomputation of margins and the stationarity residual (see :class:`ExactCheck`)."""
+    """Rational recomputation of margins and the stationarity residual (see :class:`ExactCheck`).
+
+    Every quantity is a rational function of the exact data, weights and multipliers; the
+    activation signs come from :func:`_exact_signs` (proven), and the sums are exact matrix
+    products (python-flint ``fmpq_mat``), using z_ij [z_ij > 0] = <(w_j, b_j), x~_i> [z_ij > 0]:
+
+    * N(x_i) = <x~_i, sum_j [z_ij > 0] U_j>, U_j = v_j (w_j, b_j) (a 0/1 matrix times U);
+    * with c_i = lambda_i y_i and S_j = sum_i c_i [z_ij > 0] x~_i, the v_j row of the residual is
+      v_j - <(w_j, b_j), S_j> and the (w_j, b_j) rows are
+      (w_j, b_j) - v_j (S_j + sum_i y_i mu_ij x~_i) (mu only where z_ij = 0 exactly).
+    """
     from flint import fmpq
 
     t0 = time.perf_counter()
     m, d = X.shape
     n = net.n
+    zero = fmpq(0)
     Xq = [[_q(v) for v in row] for row in X]
     Wq = [[_q(v) for v in row] for row in net.W]
     vq = [_q(v) for v in net.v]
     bq = [_q(v) for v in net.b]
-    zero = fmpq(0)
+    Xtq = [[*row, fmpq(1)] for row in Xq]
+    sgn = [1 if yi > 0 else -1 for yi in y]
 
-    def margins(bias):
-        out = []
-        for i in range(m):
-            s = zero
-            for j in range(n):
-                z = sum((Wq[j][c] * Xq[i][c] for c in range(d)), bias[j])
-                if z > 0:
-                    s += vq[j] * z
-            out.append(s if y[i] > 0 else -s)
-        return out
-
-    marg = margins(bq)
     # snap: a neuron carrying a mu gets the bias putting its kink exactly on the (first) such point
     bsn = list(bq)
     snapped: dict[int, int] = {}
@@ -833,50 +961,56 @@ def _exact_check(
         if j not in snapped:
             snapped[j] = i
             bsn[j] = -sum((Wq[j][c] * Xq[i][c] for c in range(d)), zero)
-    marg_s = margins(bsn) if snapped else marg
+    pos0, _ = _exact_signs(X, net.W, net.b, Xq, Wq, bq, set())
+    pos, is0 = pos0, None
+    if snapped:
+        bsn_f = np.array([float(t) for t in bsn])
+        pos, is0 = _exact_signs(X, net.W, bsn_f, Xq, Wq, bsn, set(snapped))
+
+    def margins(mask: np.ndarray, bias: list) -> list:
+        U = _fmat(n, d + 1, [vq[j] * t for j in range(n) for t in (*Wq[j], bias[j])])
+        PU = _fmat(m, n, mask.astype(int).ravel().tolist()) * U
+        return [sgn[i] * sum((PU[i, c] * Xtq[i][c] for c in range(d + 1)), zero) for i in range(m)]
+
+    marg = margins(pos0, bq)
+    marg_s = margins(pos, bsn) if snapped else marg
     lamq = [zero] * m
     for i in active:
         if lam[i] > 0:
             lamq[i] = _q(lam[i])
-    muq = {}
+    rows = [i for i in range(m) if lamq[i] != 0]
+    # S = P_A^T diag(c) Xt_A, n x (d + 1)
+    if rows:
+        CX = _fmat(len(rows), d + 1, [sgn[i] * lamq[i] * t for i in rows for t in Xtq[i]])
+        PT = _fmat(n, len(rows), pos[rows].T.astype(int).ravel().tolist())
+        S = PT * CX
+        G = [[S[j, c] for c in range(d + 1)] for j in range(n)]
+    else:
+        G = [[zero] * (d + 1) for _ in range(n)]
     for i, j, val in mu:
-        if snapped.get(j) == i:  # only exact zeros of z get Clarke weights
-            muq[(i, j)] = min(max(_q(val), zero), lamq[i])
-    # residual r = theta' - sum_i lam_i h_i(theta'), neuron by neuron
+        if snapped.get(j) == i and is0[i, j] and lamq[i] != 0:  # Clarke weight at an exact zero
+            w = min(max(_q(val), zero), lamq[i])
+            for c in range(d + 1):
+                G[j][c] += sgn[i] * w * Xtq[i][c]
     r2 = zero
     t2 = zero
     for j in range(n):
-        zj = [sum((Wq[j][c] * Xq[i][c] for c in range(d)), bsn[j]) for i in range(m)]
-        rv = vq[j]
-        g = [zero] * (d + 1)
-        for i in range(m):
-            if lamq[i] == 0:
-                continue
-            yi = 1 if y[i] > 0 else -1
-            if zj[i] > 0:
-                rv -= yi * lamq[i] * zj[i]
-                wt = lamq[i]
-            elif zj[i] == 0:
-                wt = muq.get((i, j), zero)
-            else:
-                continue
-            for c in range(d):
-                g[c] += yi * wt * Xq[i][c]
-            g[d] += yi * wt
+        wb = [*Wq[j], bsn[j]]
+        # v_j row: v_j - sum_i c_i relu(z_ij) = v_j - <(w_j, b_j), S_j> (S_j: strict part only)
+        Sj = [S[j, c] for c in range(d + 1)] if rows else [zero] * (d + 1)
+        rv = vq[j] - sum((wb[c] * Sj[c] for c in range(d + 1)), zero)
         r2 += rv * rv
-        t2 += vq[j] * vq[j] + bsn[j] * bsn[j]
-        for c in range(d):
-            e = Wq[j][c] - vq[j] * g[c]
+        t2 += vq[j] * vq[j]
+        for c in range(d + 1):
+            e = wb[c] - vq[j] * G[j][c]
             r2 += e * e
-            t2 += Wq[j][c] * Wq[j][c]
-        e = bsn[j] - vq[j] * g[d]
-        r2 += e * e
+            t2 += wb[c] * wb[c]
     snap2 = sum(((bsn[j] - bq[j]) ** 2 for j in range(n)), zero)
     th2 = sum((vq[j] ** 2 + bq[j] ** 2 + sum((w * w for w in Wq[j]), zero) for j in range(n)), zero)
     lam_sum = sum(lamq, zero)
     cs = None
     if lam_sum > 0:
-        cs_q = sum(((lamq[i] * abs(marg_s[i] - 1)) for i in range(m)), zero) / lam_sum
+        cs_q = sum(((lamq[i] * abs(marg_s[i] - 1)) for i in rows), zero) / lam_sum
         cs = _round_up(cs_q)
     return ExactCheck(
         min_margin_lower=_round_down(min(marg)),
@@ -893,12 +1027,13 @@ def _exact_check(
 
 
 def _validate(network: Any, dataset: Any, width: int | None, tol: Any) -> int:
-    if not isinstance(network, ReLUNetwork):
-        raise InputError(f"network must be a kktsolver.ReLUNetwork, got {type(network).__name__}")
-    if not isinstance(dataset, Dataset):
-        raise InputError(f"dataset must be a kktsolver.Dataset, got {type(dataset).__name__}")
-    if not isinstance(tol, CertTolerances):
-        raise InputError(f"tol must be a CertTolerances, got {type(tol).__name__}")
+    for name, val, cls in (
+        ("network", network, ReLUNetwork),
+        ("dataset", dataset, Dataset),
+        ("tol", tol, CertTolerances),
+    ):
+        if not isinstance(val, cls):
+            raise InputError(f"{name} must be a kktsolver.{cls.__name__}, got {type(val).__name__}")
     if network.d != dataset.d:
         raise InputError(
             f"dimension mismatch: the network takes inputs of dimension d = {network.d}, "
@@ -972,19 +1107,6 @@ def certify(
         return Certificate(
             verdict="infeasible",
             multipliers=np.zeros(m),
-            mu=[],
-            stationarity_residual=None,
-            complementary_slackness=None,
-            balance_residual=None,
-            euler_residual=None,
-            lyu_li_eps=0.0,
-            lyu_li_delta=0.0,
-            lower_bound=None,
-            relative_gap=None,
-            max_rho=None,
-            pinned_kinks=0,
-            witness=None,
-            exact=None,
             notes=["theta = 0 computes N = 0"],
             seconds=time.perf_counter() - t0,
             **common,
@@ -1037,33 +1159,36 @@ def certify(
         lower_bound = lam_sum / max(1.0, max_rho)
         # (m = 1: the single cone is a half-plane, which the edge form of _rho_le does not cover)
         if feasible and (objective - lower_bound) / objective > tol.gap and dataset.m > 1:
-            # tighten: the dual of (C_all) restricted to the active points (MATH.md section 3)
-            try:
-                lam2 = _max_dual(sys_, b1, lam_s, objective)
-            except SolverError as e:  # the bound from the KKT multipliers stays valid
-                notes.append(f"lower bound not tightened: {e}")
-            else:
-                rh2 = _rho_all(sys_, b1, lam2)
-                lb2 = float((sys_.c * lam2).sum()) / max(1.0, float(rh2.max()))
+            for name, tighten in (("R-value dual LP", _r_dual_bound), ("SOCP", _socp_dual_bound)):
+                try:
+                    lb2, rho2 = tighten(sys_, b1, net, lam_s, objective)
+                except SolverError as e:  # the bound found so far stays valid
+                    notes.append(f"lower bound: {name} not used: {e}")
+                    continue
                 if lb2 > lower_bound:
-                    lower_bound, max_rho = lb2, float(rh2.max())
+                    lower_bound, max_rho = lb2, rho2
+                if (objective - lower_bound) / objective <= tol.gap:
+                    break
     elif dataset.d > 1:
         notes.append("lower bound: not available for d > 1 (blocks of R^d are not enumerated)")
     if lower_bound is not None and feasible:
         rel_gap = (objective - lower_bound) / objective
 
+    near_global = None if rel_gap is None else bool(rel_gap <= tol.gap)
     witness = None
     if not feasible:
         verdict = "infeasible"
-    elif rel_gap is not None and rel_gap <= tol.gap:
-        verdict = "global_min"
-        if not is_kkt:
-            notes.append(
-                "global_min by the certified interval alone: the stationarity residual exceeds "
-                "its tolerance (an objective gap eps allows residuals of order sqrt(eps))"
-            )
     elif not is_kkt:
         verdict = "not_kkt"
+        notes.append(_residual_note(sys_, lam_s, mu_s, net, objective))
+        if near_global:
+            notes.append(
+                f"near_global: the value is certified within {tol.gap:g} (relative) of min (P), "
+                "but the network is not a KKT point: a global minimiser of the value up to the "
+                "gap, not a stationary point"
+            )
+    elif near_global:
+        verdict = "global_min"
     else:
         verdict, witness = _local_analysis(
             sys_, b1, net, dataset, spare, tol, r1_bound, (lam_s, mu_s), notes
@@ -1082,12 +1207,43 @@ def certify(
         lower_bound=lower_bound,
         relative_gap=rel_gap,
         max_rho=max_rho,
+        near_global=near_global,
         pinned_kinks=P,
         witness=witness,
         exact=exact_check,
         notes=notes,
         seconds=time.perf_counter() - t0,
         **{**common, "min_margin": min_margin if not exact else min_margin_v},
+    )
+
+
+def _residual_note(
+    sys_: _System,
+    lam_s: np.ndarray,
+    mu_s: np.ndarray,
+    net: ReLUNetwork,
+    objective: float,
+    cover: float = 0.9,
+) -> str:
+    """Which neurons carry the stationarity residual, and what they are worth in the objective.
+
+    The residual of neuron j is its rows (v_j, w_j, b_j) of theta - sum lambda_i h_i for the best
+    multipliers. A non-KKT network whose residual sits on a few neurons of negligible cost share
+    (their 1/2 (v_j^2 + ||(w_j, b_j)||^2) / (1/2||theta||^2)) is near a KKT point; one whose large
+    neurons carry it is not.
+    """
+    r = _residual(sys_, lam_s, mu_s)
+    n, d1 = net.n, net.d + 1
+    per = r[:n] ** 2 + (r[n:] ** 2).reshape(n, d1).sum(axis=1)
+    total = float(per.sum())
+    order = np.argsort(-per)
+    k = int(np.searchsorted(np.cumsum(per[order]), cover * total)) + 1 if total > 0 else 0
+    top = order[: min(k, 5)]
+    share = (net.v[top] ** 2 + net.neuron_norms()[top] ** 2).sum() / (2 * objective)
+    frac = float(per[top].sum() / total) if total > 0 else 0.0
+    return (
+        f"residual: neurons {top.tolist()} carry {frac:.0%} of the squared stationarity residual "
+        f"and {share:.2g} of 1/2||theta||^2"
     )
 
 

@@ -301,6 +301,99 @@ def test_alt4_with_spare_neuron_has_a_witness_path_that_descends(ds4):
         assert abs(path_net.v[-1]) == pytest.approx(np.sqrt(t), rel=1e-9)
 
 
+# An F3 point (MATH.md section 3): x = (-1, 2), y = (+1, +1), derived by hand.
+# Neuron A: right-facing, kink ON x_1 = -1, u_A = r_A (1, 1) / sqrt2, sign +1: sigma = s y_1 = +1.
+# Neuron B: left-facing, kink at t = 1 (between the points), u_B = r_B (-1, 1) / sqrt2, sign +1.
+# Margins: N(x_1) = <u_B, (-1, 1)> = sqrt2 r_B = 1 and N(x_2) = <u_A, (2, 1)> = 3 r_A / sqrt2 = 1.
+# Clarke stationarity, u / ||u|| = s (sum_{strictly active} lambda_i y_i x~_i + mu y_1 x~_1):
+#   B: lambda_1 (-1, 1) = (-1, 1) / sqrt2                  ->  lambda_1 = 1 / sqrt2,
+#   A: lambda_2 (2, 1) + mu (-1, 1) = (1, 1) / sqrt2       ->  lambda_2 = sqrt2 / 3, mu = sqrt2 / 6,
+# so 0 < mu < lambda_1: a KKT point whose Clarke weight is strictly inside its box, optimal for
+# neither adjacent cell of A's kink. Its value 1/sqrt2 + sqrt2/3 = 1.1785 exceeds the optimum 1
+# (the constant neuron u = (0, 1)).
+F3_X, F3_Y = np.array([-1.0, 2.0]), np.array([1, 1])
+F3_U = [np.array([1.0, 1.0]) / 3, np.array([-1.0, 1.0]) / 2]  # u_A, u_B
+F3_LAM, F3_MU = np.array([1 / np.sqrt(2), np.sqrt(2) / 3]), np.sqrt(2) / 6
+# closed cells of A at its pinned kink (exclude / include x_1), and B's own cell
+F3_CELLS = {"exclude": [((0, 1), 1), ((1, 0), 1)], "include": [((1, 1), 1), ((1, 0), 1)]}
+
+
+def test_f3_point_has_a_cell_witness_whose_path_descends():
+    net = balanced_net(F3_U, [1, 1])
+    ds = Dataset(F3_X[:, None], F3_Y)
+    assert net.margins(ds.X, ds.y) == pytest.approx([1.0, 1.0], abs=1e-14)
+    obj0 = net.objective()
+    assert obj0 == pytest.approx(1 / np.sqrt(2) + np.sqrt(2) / 3, rel=1e-14)
+    cert = certify(net, ds)
+    assert cert.verdict == "kkt"
+    assert cert.stationarity_residual < 1e-12
+    assert cert.multipliers == pytest.approx(F3_LAM, rel=1e-9)
+    assert [(i, j) for i, j, _ in cert.mu] == [(0, 0)]
+    assert cert.mu[0][2] == pytest.approx(F3_MU, rel=1e-9)
+    w = cert.witness
+    assert w.kind == "cell" and w.residual > cert.tolerances.stationarity
+    assert [(c["neuron"], c["point"]) for c in w.cell] == [(0, 0)]
+    # both adjacent cells beat theta (independent cvxpy models of the closed cells), so the
+    # adjacent-cell check used for local_min below would fail on this point
+    for cells in F3_CELLS.values():
+        assert solve_cells(F3_X, F3_Y, cells)[0] < obj0 - 1e-2
+    # follow the witness: the segment from u to the optimum of the named cell stays in that
+    # (convex) cell, keeps every margin >= 1 and strictly lowers 1/2||theta||^2 = sum ||u_k||
+    _, u_star, _ = solve_cells(F3_X, F3_Y, F3_CELLS[w.cell[0]["side"]])
+    prev = obj0
+    for t in (1e-4, 1e-3, 1e-2, 0.1, 0.5, 1.0):
+        ut = [u + t * (us - u) for u, us in zip(F3_U, u_star, strict=True)]
+        path_net = balanced_net(ut, [1, 1])
+        assert path_net.margins(ds.X, ds.y).min() >= 1 - 1e-7
+        assert path_net.objective() < prev, t
+        prev = path_net.objective()
+        if t == 1e-4:  # a local statement: the path starts at theta
+            assert np.linalg.norm(path_net.theta - net.theta) < 1e-3
+
+
+def test_near_global_but_not_stationary_is_not_kkt(ds3):
+    # the global optimum plus a tiny neuron pointing against the multipliers (a negative neuron
+    # active on x = 0.9 only): value within 1e-6 of the optimum, but not a KKT point
+    net = v_network()
+    r = 1e-8
+    tiny = balanced_net([r * np.array([1.0, -0.7]) / np.hypot(1.0, 0.7)], [-1])
+    both = ReLUNetwork(np.r_[net.v, tiny.v], np.vstack([net.W, tiny.W]), np.r_[net.b, tiny.b])
+    both = both.scaled(1 / np.sqrt(both.margins(ds3.X, ds3.y).min()))
+    gap = (both.objective() - V_OPT) / both.objective()  # V_OPT derived by hand above
+    assert 0 < gap < 1e-6
+    cert = certify(both, ds3)
+    assert cert.verdict == "not_kkt"
+    assert cert.near_global is True and cert.relative_gap <= cert.tolerances.gap
+    assert cert.lower_bound <= V_OPT * (1 + 1e-12)
+    assert cert.stationarity_residual > 1e-6
+    assert any("near_global" in n for n in cert.notes)
+    # the residual sits on the tiny neuron (index 3)
+    assert any("neurons [3]" in n for n in cert.notes)
+    assert certify(net, ds3).near_global is True  # the optimum itself: global_min and near_global
+
+
+def test_lower_bound_is_valid_and_tight_on_an_independent_optimum():
+    # the global optimum of a noisy 10-point sample, from the cvxpy model over every block
+    rng = np.random.default_rng(3)
+    x = np.sort(rng.uniform(0, 1, 10))
+    y = np.where(rng.uniform(size=10) < 0.3, -1, 1)
+    pats = [(p, s) for p in all_patterns_1d(10) for s in (1, -1)]
+    opt, us, _ = solve_cells(x, y, pats)
+    keep = [k for k, u in enumerate(us) if np.linalg.norm(u) > 1e-7 * opt]
+    net = balanced_net([us[k] for k in keep], [pats[k][1] for k in keep])
+    ds = Dataset(x[:, None], y)
+    net = net.scaled(1 / np.sqrt(net.margins(ds.X, ds.y).min()))
+    cert = certify(net, ds)
+    # weak duality: whatever multipliers certify used, its bound cannot exceed the optimum
+    assert cert.lower_bound <= opt * (1 + 1e-7)
+    assert cert.relative_gap < 1e-5 and cert.near_global is True
+    # an interior-point optimum is stationary only to ~sqrt(solver tolerance): either verdict is
+    # honest, but global_min must come with a residual within tolerance
+    assert cert.verdict in ("global_min", "not_kkt")
+    if cert.verdict == "global_min":
+        assert cert.stationarity_residual <= cert.tolerances.stationarity
+
+
 # --------------------------------------------------------------------------- exact arithmetic
 
 
@@ -369,8 +462,12 @@ def test_bad_inputs(ds3):
         certify({"v": [1.0]}, ds3)
     with pytest.raises(InputError, match="width"):
         certify(net, ds3, width=2)
-    with pytest.raises(InputError, match="tolerance"):
+    with pytest.raises(InputError, match="CertTolerances.stationarity"):
         CertTolerances(stationarity=-1.0)
+    with pytest.raises(InputError, match="CertTolerances.gap"):
+        CertTolerances(gap=float("nan"))
+    with pytest.raises(InputError, match="CertTolerances.max_cells_log2"):
+        CertTolerances(max_cells_log2=2.5)
     zero = ReLUNetwork(np.zeros(2), np.zeros((2, 1)), np.zeros(2))
     assert certify(zero, ds3).verdict == "infeasible"
 

@@ -18,7 +18,9 @@ NAME = "certify"
 HELP = (
     "Certify a network on a dataset: multipliers by LP, residuals, the interval "
     "[lower bound, 1/2||theta||^2] (1-D) and a verdict in {infeasible, not_kkt, kkt, "
-    "kkt_undecided, local_min, global_min}."
+    "kkt_undecided, local_min, global_min} (kkt_undecided: KKT, local minimality not decided); "
+    "near_global says whether the value is certified within --tol-gap of the optimum, also for "
+    "a not_kkt network. See docs/certify.md."
 )
 
 _TOL_FLAGS = ("feasibility", "active", "kink", "stationarity", "gap", "rho")
@@ -69,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     lb = "n/a (d > 1)" if cert.lower_bound is None else f"{cert.lower_bound:.12g}"
     gap = "" if cert.relative_gap is None else f"  (relative gap {cert.relative_gap:.3g})"
     print(f"lower bound:           {lb}{gap}")
+    if cert.near_global is not None:
+        print(f"near global:           {cert.near_global} (value within --tol-gap of min (P))")
     print(f"min margin:            {cert.min_margin:.12g}")
     stat = "n/a" if cert.stationarity_residual is None else f"{cert.stationarity_residual:.3g}"
     print(f"stationarity residual: {stat}{'  (proven)' if cert.exact else ''}")
