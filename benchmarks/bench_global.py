@@ -1,12 +1,15 @@
 """Benchmark of the certified global solver against the plain dense cvxpy formulation (issue 4).
 
 For m in {100, 300, 1000, 10000} (seed setting x ~ U[0, 1], p = 0.1, seed 0) it prints, in one run:
-the sparse path (``solve_global``: conic + purify + polish + certify) with its relative gap and min
-margin, the sparse conic stage alone, and the plain cvxpy model with O(m^2) explicit pattern
+the sparse path (``solve_global(method=--method)``; "auto" = conic + purify + polish + certify below
+m = 500, the all-gaps chain program of kktsolver.scale from m = 500 on; the "path" column says
+which ran) with its relative gap and min margin, the sparse conic stage alone (skipped above
+--conic-max), and the plain cvxpy model with O(m^2) explicit pattern
 constraints solved by Clarabel (skipped where its predicted time exceeds the budget), plus the
 ratios.
 
     /work/venv/bin/python benchmarks/bench_global.py [--sizes 100 300 1000 10000] [--budget 60]
+        [--method auto|conic|scale] [--conic-max 3000]
 """
 
 from __future__ import annotations
@@ -48,7 +51,20 @@ def main() -> None:
     ap.add_argument(
         "--budget", type=float, default=60.0, help="seconds allowed for one dense solve"
     )
+    ap.add_argument("--method", choices=("auto", "conic", "scale"), default="auto")
+    ap.add_argument(
+        "--conic-max", type=int, default=3000, help="largest m for the conic-stage-alone timing"
+    )
+    ap.add_argument(
+        "--sweep",
+        action="store_true",
+        help="instead: acceptance sweep m in {500, 1000, 2000} x p in {0.01, 0.05, 0.1, 0.2, 0.4} "
+        "x seeds 0-2, one line per dataset and the number not certified",
+    )
     args = ap.parse_args()
+    if args.sweep:
+        _sweep(args.method)
+        return
 
     rows = []
     last_dense = None  # (m, seconds) of the last dense solve, to predict the next one
@@ -57,16 +73,18 @@ def main() -> None:
         sample = SortedSample.from_dataset(ds)
         t = time.perf_counter()
         try:
-            r = solve_global(ds)
+            r = solve_global(ds, method=args.method)
         except SolverError as e:
             print(
                 f"{m:>6} | sparse path FAILED after {time.perf_counter() - t:.1f} s: {e}",
                 flush=True,
             )
             continue
-        t = time.perf_counter()
-        ConvexSubproblem(sample, all_blocks(m)).solve()
-        t_conic = time.perf_counter() - t
+        t_conic = float("nan")
+        if m <= args.conic_max:
+            t = time.perf_counter()
+            ConvexSubproblem(sample, all_blocks(m)).solve()
+            t_conic = time.perf_counter() - t
         row = dict(
             m=m,
             sparse_s=r.seconds,
@@ -76,6 +94,7 @@ def main() -> None:
             objective=r.objective,
             conic_s=t_conic,
             rounds=r.rounds,
+            path=r.formulation,
             stages=r.timings,
             dense_s=None,
             dense_obj=None,
@@ -116,11 +135,33 @@ def main() -> None:
         )
 
 
+def _sweep(method: str) -> None:
+    """Issue 4 acceptance: is every seed-setting dataset up to m = 2000 certified?"""
+    failed, n = 0, 0
+    for m in (500, 1000, 2000):
+        for p in (0.01, 0.05, 0.1, 0.2, 0.4):
+            for seed in range(3):
+                ds = noisy_constant_1d(m, p, seed=seed)
+                try:
+                    r = solve_global(ds, method=method)
+                    ok = r.status == "optimal"
+                    line = (
+                        f"{r.status:>10} {r.formulation:>12} gap {r.relative_gap:.2e} "
+                        f"min margin - 1 {r.min_margin - 1:.1e} {r.seconds:6.2f} s"
+                    )
+                except SolverError as e:
+                    ok, line = False, f"FAILED: {e}"
+                n += 1
+                failed += not ok
+                print(f"m = {m:>5} p = {p:<5} seed {seed}: {line}", flush=True)
+    print(f"not certified: {failed} of {n}")
+
+
 def _print_row(row: dict) -> None:
     if not getattr(_print_row, "header", False):
         print(
             f"{'m':>6} | {'sparse s':>9} {'rel gap':>9} {'min margin':>18} {'status':>10} "
-            f"{'rounds':>6} "
+            f"{'rounds':>6} {'path':>12} "
             f"{'conic s':>8} | {'dense s':>8} {'dense min margin':>17}"
         )
         _print_row.header = True
@@ -131,7 +172,7 @@ def _print_row(row: dict) -> None:
     )
     print(
         f"{row['m']:>6} | {row['sparse_s']:9.2f} {row['gap']:9.1e} {row['min_margin']:18.15f} "
-        f"{row['status']:>10} {row['rounds']:>6} {row['conic_s']:8.2f} | {dense}",
+        f"{row['status']:>10} {row['rounds']:>6} {row['path']:>12} {row['conic_s']:8.2f} | {dense}",
         flush=True,
     )
 

@@ -1,9 +1,11 @@
 """Certified global minimum of (P) in 1-D for large m (10^3 - 10^5 points).
 
-Column-and-constraint generation: a small, well-scaled restricted master (kinks in a few gaps,
-margins at a few points; Clarabel) and a dual LP in O(1) variables (HiGHS) that prices every block
-of the sample. The certificate sum lambda / max(1, max_k rho_k) <= min (P) <= sum_k ||u_k||
-(MATH.md section 3) decides correctness. Details and measurements: docs/scale.md.
+Default (``_solve_full``): ONE Clarabel solve of the banded chain program over all points and gaps,
+scaled so that its continuity multipliers are the dual's R-values; R made linear off the support
+(a certificate in linear time), then a small dual LP and a primal LP with fixed kink positions
+(HiGHS) sharpen both bounds. Fallback: column-and-constraint generation with a small restricted
+master. The certificate sum lambda / max(1, max_k rho_k) <= min (P) <= sum_k ||u_k|| (MATH.md
+section 3) decides correctness. Details and measurements: docs/scale.md.
 
 * Master ("chain" form). f = N_theta is written by its values F_j = f(x_{r_j}) at the selected
   points and, per kink in a selected gap (x_L, x_R), alpha = <u, x~_L> <= 0 <= beta = <u, x~_R>,
@@ -30,7 +32,7 @@ import numpy as np
 from scipy import sparse
 
 from .data import Dataset
-from .errors import InputError, SolverError
+from .errors import InputError, SolverError, check_int_range, check_tolerances
 from .global_solver import GlobalResult, GlobalTolerances
 from .network import ReLUNetwork
 from .patterns import Block, SortedSample, network_from_blocks
@@ -74,6 +76,22 @@ class ScaleTolerances:
         Cutting planes of the dual LP stop when max_k rho_k <= 1 + cut.
     cut_rounds : int
         Maximum LP solves per dual (each adds the maximiser of |R| / w on every violated gap).
+    support : float
+        All-gaps program: point j is in the support of the dual when its interior-point multiplier
+        lambda_j > support * max lambda; R is made exactly linear between support points.
+    tight : float
+        All-gaps program: a gap whose dual constraint has rho >= 1 - tight gets a candidate kink
+        (its tangency point) in the polishing dual LP.
+    tight_primal : float
+        All-gaps program: gaps with rho >= 1 - tight_primal under the polished dual get the kinks
+        of the primal LP (:func:`primal_lp`).
+    full_solver : float
+        Clarabel tolerance of the all-gaps program: the LPs that follow restore the accuracy, so a
+        loose solve suffices (measured at m = 1e4: 1e-10 -> 5.1 s in Clarabel, 1e-8 -> 3.2 s, same
+        certified gap class, 6.8e-9 vs 3.2e-9).
+    generation_limit : int
+        method="auto": the column-generation loop is tried after an uncertified all-gaps solve only
+        up to this m (it takes ~2 minutes at m = 1e4).
     """
 
     price: float = 1e-9
@@ -82,20 +100,21 @@ class ScaleTolerances:
     gap: float = 1e-8
     cut: float = 1e-10
     cut_rounds: int = 16
+    support: float = 1e-6
+    tight: float = 1e-6
+    tight_primal: float = 1e-8
+    full_solver: float = 1e-8
+    generation_limit: int = 5000
+
+    _POSITIVE = ("price", "margin", "solver", "gap", "cut", "support", "tight", "tight_primal")
+    _POSITIVE += ("full_solver",)
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.cut_rounds, bool)
-            or int(self.cut_rounds) != self.cut_rounds
-            or self.cut_rounds < 1
-        ):
-            raise InputError(
-                f"ScaleTolerances.cut_rounds must be a positive integer, got {self.cut_rounds!r}"
-            )
-        for name in ("price", "margin", "solver", "gap", "cut"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
-                raise InputError(f"ScaleTolerances.{name} must be a positive number, got {v!r}")
+        check_int_range("ScaleTolerances", "cut_rounds", self.cut_rounds, 1)
+        check_int_range("ScaleTolerances", "generation_limit", self.generation_limit, 0)
+        check_tolerances(
+            "ScaleTolerances", {k: getattr(self, k) for k in self._POSITIVE}, positive=True
+        )
 
 
 @dataclass(frozen=True)
@@ -121,8 +140,7 @@ class ScaleDiagnostics:
 
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "tolerances"}
         d["tolerances"] = {
-            k: getattr(self.tolerances, k)
-            for k in ("price", "margin", "solver", "gap", "cut", "cut_rounds")
+            k: getattr(self.tolerances, k) for k in self.tolerances.__dataclass_fields__
         }
         return to_jsonable(d)
 
@@ -237,6 +255,9 @@ class _ChainSolution:
     sign: np.ndarray  # (K,) +-1
     U: np.ndarray  # (K, 2) right-facing u_k (in the right cone of its gap)
     lam: np.ndarray  # (n,) margin multipliers at the selected points (raw interior-point duals)
+    R: (
+        np.ndarray
+    )  # (n,) R-values of the dual from the slope-continuity multipliers (R_0 = R_-1 = 0)
     alpha: np.ndarray  # (K,) <u_k, x~_L> <= 0
     beta: np.ndarray  # (K,) <u_k, x~_R> >= 0
     F: np.ndarray  # (n,) values of f at the selected points
@@ -255,6 +276,7 @@ def chain_master(
     tol: float = 1e-10,
     max_iter: int = 200,
     settings_extra: dict | None = None,
+    scaling: str = "cost",
 ) -> _ChainSolution:
     """Solve the relaxed restricted master in value/slope ("chain") form with Clarabel.
 
@@ -268,6 +290,13 @@ def chain_master(
     tol, max_iter : Clarabel's gap/feasibility tolerance and iteration limit.
     settings_extra : dict, optional
         Further Clarabel settings (for experiments).
+    scaling : {"cost", "dual"}
+        "cost": continuity rows divided by D_j + D_{j+1}, kink costs 1 / (D_k C) (the column-
+        generation masters). "dual": rows scaled so that their multipliers ARE the R-values
+        (row_j = slope jump at point j+1 over C) and kink columns scaled by D_k C so that every
+        kink's dual constraint |R| <= sqrt(1 + t^2) is O(1) (the all-gaps program of
+        :func:`solve_global_large`; measured at m = 1000: dual max rho 1 + 2e-5 with "dual" vs
+        1 + 4e-4 with "cost" after the same repair, docs/scale.md).
 
     Notes
     -----
@@ -278,6 +307,8 @@ def chain_master(
     """
     import clarabel
 
+    if scaling not in ("cost", "dual"):
+        raise ValueError(f"scaling must be 'cost' or 'dual', got {scaling!r}")
     x, y = sample.x, sample.y
     pts = np.asarray(points, dtype=np.int64)
     n = pts.size
@@ -303,12 +334,15 @@ def chain_master(
         cols.append(np.asarray(c).ravel())
         vals.append(np.broadcast_to(np.asarray(v, dtype=float), r.shape).ravel())
 
+    Dk = D[jk] if K else np.zeros(0)
+    C = float(np.max(1.0 / Dk)) if K else 1.0
     # zero cone: slope continuity rows j = 0..n-3
     nz = max(n - 2, 0)
     if nz:
         j = np.arange(nz)
         Dj, Dj1 = D[j], D[j + 1]
-        w = 1.0 / (Dj + Dj1)
+        # row j = w_j D_j D_{j+1} (slope jump at point j + 1); "dual": w = 1 / (C D_j D_{j+1})
+        w = 1.0 / (C * Dj * Dj1) if scaling == "dual" else 1.0 / (Dj + Dj1)
         put(j, iF[j + 2], Dj * w)
         put(j, iF[j + 1], -(Dj + Dj1) * w)
         put(j, iF[j], Dj1 * w)
@@ -317,10 +351,11 @@ def chain_master(
         sel = jk >= 1
         sel &= jk - 1 < nz
         jj = jk[sel] - 1
-        put(jj, ib[sel], -D[jj] * sk[sel] / (D[jj] + D[jj + 1]))
+        put(jj, ib[sel], -D[jj] * sk[sel] * w[jj])
         sel2 = jk < nz
         jj = jk[sel2]
-        put(jj, ia[sel2], D[jj + 1] * sk[sel2] / (D[jj] + D[jj + 1]))
+        put(jj, ia[sel2], D[jj + 1] * sk[sel2] * w[jj])
+        wrow = w
     row = nz
     # nonnegative cone: margins, alpha <= 0, beta >= 0
     rm = row + np.arange(n)
@@ -345,10 +380,14 @@ def chain_master(
     )
     b = np.zeros(row)
     b[rm] = -1.0
-    Dk = D[jk] if K else np.zeros(0)
-    C = float(np.max(1.0 / Dk)) if K else 1.0
     q = np.zeros(nvar)
     q[it] = 1.0 / (Dk * C)
+    colscale = np.ones(nvar)
+    if scaling == "dual" and K:
+        for idx in (ia, ib, it):
+            colscale[idx] = Dk * C
+        q[it] = 1.0
+        A = (A @ sparse.diags(colscale)).tocsc()
     cones = []
     if nz:
         cones.append(clarabel.ZeroConeT(nz))
@@ -372,6 +411,7 @@ def chain_master(
     status = str(sol.status)
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(Z))):
         raise SolverError(f"chain master: Clarabel returned a non-finite iterate ({status})")
+    X = X * colscale
     F, al, be = X[iF], X[ia], X[ib]
     al, be = np.minimum(al, 0.0), np.maximum(be, 0.0)  # tiny cone violations of the iterate
     U = np.column_stack([be - al, al * xr - be * xl]) / Dk[:, None] if K else np.zeros((0, 2))
@@ -384,6 +424,13 @@ def chain_master(
         slope0 = 0.0
     L0 = np.array([slope0, F[0] - slope0 * xs[0]])
     lam = np.maximum(Z[rm], 0.0) * C
+    R = np.zeros(n)
+    if nz:
+        # stationarity in F: y_j z_margin_j = jump of nu at j with nu_{j+1} = z_j D_j D_{j+1} /
+        # (D_j + D_{j+1}) (row j is that slope jump times D_j D_{j+1} / (D_j + D_{j+1})); so
+        # R = C nu is the R-function of lambda = C z_margin (docs/scale.md)
+        j = np.arange(nz)
+        R[1:-1] = C * Z[:nz] * D[j] * D[j + 1] * wrow
     obj = float(np.sum(np.linalg.norm(U, axis=1)))
     return _ChainSolution(
         L0,
@@ -391,6 +438,7 @@ def chain_master(
         sk.astype(int),
         U,
         lam,
+        R,
         al,
         be,
         F,
@@ -404,6 +452,43 @@ def chain_master(
 
 
 # --------------------------------------------------------------------------- primal reconstruction
+
+
+def _collapse_intervals(jk, t, a, V, xs, F, sigma):
+    """Replace the kinks of one interval by ONE kink where the two end lines of f meet.
+
+    An interior-point optimum is the analytic centre of the optimal face: a + and a - kink in
+    almost every gap, close together. Their values at the data points are right, but the slope
+    between them, (V_2 - V_1) / (t_2 - t_1), magnifies the solver's residual (measured at m = 300:
+    the rebuilt objective 1.1e-7 above the master's). At an optimum a gap holds at most one kink
+    (R is linear on the gap and tangent to sqrt(1 + t^2) at one point), so the interval's f is
+    replaced by the lines through (x_L, F_L) with slope sigma_L and (x_R, F_R) with slope sigma_R,
+    meeting at t* = x_L + (F_R - F_L - sigma_R D) / (sigma_L - sigma_R), when t* is in the interval:
+    same values at every data point, slope variation |sigma_R - sigma_L| <= sum |a_k|.
+    """
+    n_int = xs.size - 1
+    cnt = np.bincount(jk, minlength=n_int)
+    sa = np.zeros(n_int)
+    np.add.at(sa, jk, a)
+    multi = np.flatnonzero(cnt >= 2)
+    if multi.size == 0:
+        return jk, t, a, V
+    sL, sR = sigma[multi], sigma[multi] + sa[multi]
+    D = xs[multi + 1] - xs[multi]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = (F[multi + 1] - F[multi] - sR * D) / (sL - sR)
+    ok = np.isfinite(tau) & (tau >= 0) & (tau <= D) & (sL != sR)
+    one = multi[ok]
+    if one.size == 0:
+        return jk, t, a, V
+    drop = np.isin(jk, one)
+    tt = xs[one] + tau[ok]
+    return (
+        np.r_[jk[~drop], one],
+        np.r_[t[~drop], tt],
+        np.r_[a[~drop], (sR - sL)[ok]],
+        np.r_[V[~drop], F[one] + sL[ok] * tau[ok]],
+    )
 
 
 def kinks_from_chain(ch: _ChainSolution, x: np.ndarray, merge: float = 1e-15):
@@ -439,6 +524,7 @@ def kinks_from_chain(ch: _ChainSolution, x: np.ndarray, merge: float = 1e-15):
     sigma = (F[1:] - F[:-1] - sb) / D
     a = sgn * width / (xr - xl)  # signed slope change of each kink
     V = F[jk] + sigma[jk] * (t - xl)
+    jk, t, a, V = _collapse_intervals(jk, t, a, V, xs, F, sigma)
     # add the kinks of the same interval that lie left of t (at most a few per interval)
     order = np.lexsort((t, jk))
     jk_o, t_o, a_o = jk[order], t[order], a[order]
@@ -584,6 +670,7 @@ def dual_lp(
     cand_t: np.ndarray,
     rounds: int = 8,
     cut_tol: float = 1e-11,
+    data_rows: np.ndarray | None = None,
 ) -> tuple[RDual, dict[str, Any]]:
     """Multipliers from the relaxed dual written in the O(1) values R_j = R(x_{r_j}) (HiGHS LP).
 
@@ -636,7 +723,8 @@ def dual_lp(
     # kinks ON a data point need no cluster (the point is a candidate, and R / w is maximal there
     # only at the point itself); kinks inside a gap get one around their tangency
     inner = ~np.isin(cand_t, x)
-    cand = np.unique(np.r_[x, cand_t, _cluster(cand_t[inner], gw[g0[inner] - 1])])
+    xrows = x if data_rows is None else x[np.asarray(data_rows, dtype=np.int64)]
+    cand = np.unique(np.r_[xrows, cand_t, _cluster(cand_t[inner], gw[g0[inner] - 1])])
     info: dict[str, Any] = {"rounds": 0, "candidates": 0, "max_rho": np.nan, "status": ""}
     best: RDual | None = None
     for rnd in range(rounds):
@@ -677,6 +765,109 @@ def dual_lp(
         cand = np.unique(np.r_[cand, _cluster(ts, gw[bad - 1])])
     info["max_rho"] = best.max_rho
     return best, info
+
+
+# ------------------------------------------------------------------------- primal LP (fixed kinks)
+
+
+def primal_lp(
+    sample: SortedSample, points: np.ndarray, t: np.ndarray, sign: np.ndarray
+) -> _ChainSolution | None:
+    """The relaxed primal with kinks FIXED at t_k (sign s_k): an LP in O(1) values (HiGHS).
+
+    Complementary slackness (MATH.md section 3): a kink of sign s sits where the dual's R touches
+    s sqrt(1 + t^2), i.e. at the tangency point of a tight gap. With those positions fixed, the
+    chain master of :func:`chain_master` becomes linear: per kink one magnitude gamma_k >= 0
+    (= slope change times the width D_k of its interval), alpha_k = -gamma (t - x_L) / D_k,
+    beta_k = gamma (x_R - t) / D_k, cost gamma w(t) / D_k; continuity rows at every interior
+    selected point (scaled by min(D_{j-1}, D_j)), margins y_j F_j >= 1. A simplex vertex is sparse
+    (one kink per tight gap) and accurate to HiGHS' absolute tolerance on O(1) values, where the
+    interior-point primal is only accurate relative to its norms (measured at m = 1e4: margins
+    1 - 4.7e-9 after reconstruction). Every kink's gap must have both end points in ``points``.
+    Returns None if the LP is infeasible or fails (the kink set does not suffice).
+    """
+    from scipy.optimize import linprog
+
+    x, y = sample.x, sample.y
+    pts = np.asarray(points, dtype=np.int64)
+    n = pts.size
+    if n < 3 or t.size == 0:
+        return None
+    xs = x[pts]
+    D = np.diff(xs)
+    jk = np.clip(np.searchsorted(xs, t, side="right") - 1, 0, n - 2)
+    xl, xr = xs[jk], xs[jk + 1]
+    Dk = xr - xl
+    K = t.size
+    fa = (t - xl) / Dk  # alpha = -gamma fa, beta = gamma (1 - fa)
+    sg = np.asarray(sign, dtype=float)
+    # rows p = 1..n-2 (interior selected points): scale = min(D_{p-1}, D_p)
+    p = np.arange(1, n - 1)
+    # a row's residual is a slope error that the reconstruction integrates over a whole run
+    # without kinks: rows in units of (slope x 1e-3 of the span) rather than min(D_{j-1}, D_j).
+    # Measured at m = 1e4: rebuilt margins 1 - 2.6e-9 vs 1 - 1.4e-8 (1e-4 of the span: 7.9e-9,
+    # 1e-1: 2.4e-9); at m = 3000: 6.8e-10 vs 1.9e-9
+    sc = np.full(p.size, 1e-3 * float(x[-1] - x[0]))
+    r = p - 1
+    rows = [r, r, r]
+    cols = [p + 1, p, p - 1]
+    vals = [sc / D[p], -sc * (1 / D[p] + 1 / D[p - 1]), sc / D[p - 1]]
+    # kink k in interval j: in row of point j (p = j, needs 1 <= j <= n-2): -s beta / D_j;
+    # in row of point j + 1 (p = j + 1 <= n - 2): + s alpha / D_j ... (signs as in chain_master)
+    a1 = (jk >= 1) & (jk <= n - 2)
+    rows.append(jk[a1] - 1)
+    cols.append(n + np.flatnonzero(a1))
+    vals.append(-sc[jk[a1] - 1] * sg[a1] * (1 - fa[a1]) / D[jk[a1]])
+    a2 = jk + 1 <= n - 2
+    rows.append(jk[a2])
+    cols.append(n + np.flatnonzero(a2))
+    vals.append(-sc[jk[a2]] * sg[a2] * fa[a2] / D[jk[a2]])
+    Aeq = sparse.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n - 2, n + K)
+    )
+    Aub = sparse.csr_matrix((-y[pts], (np.arange(n), np.arange(n))), shape=(n, n + K))
+    cost = np.r_[np.zeros(n), np.hypot(1.0, t) / Dk]
+    cost *= 1.0 / cost.max()
+    bounds = [(None, None)] * n + [(0.0, None)] * K
+    t0 = time.perf_counter()
+    res = linprog(
+        cost,
+        A_ub=Aub,
+        b_ub=-np.ones(n),
+        A_eq=Aeq,
+        b_eq=np.zeros(n - 2),
+        bounds=bounds,
+        method="highs",
+        options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10},
+    )
+    secs = time.perf_counter() - t0
+    if res.status != 0:
+        return None
+    F, gam = res.x[:n], np.maximum(res.x[n:], 0.0)
+    al, be = -gam * fa, gam * (1 - fa)
+    U = np.column_stack([gam, -gam * t]) / Dk[:, None]
+    in0 = jk == 0
+    slope0 = (F[1] - F[0] - float(np.sum(sg[in0] * be[in0]))) / D[0]
+    L0 = np.array([slope0, F[0] - slope0 * xs[0]])
+    gaps_full = pts[jk] + 1
+    obj = float(np.sum(np.linalg.norm(U, axis=1)))
+    return _ChainSolution(
+        L0,
+        gaps_full,
+        sg.astype(int),
+        U,
+        np.zeros(n),
+        np.zeros(n),
+        al,
+        be,
+        F,
+        pts,
+        jk,
+        obj,
+        "lp:" + str(res.status),
+        secs,
+        int(getattr(res, "nit", 0)),
+    )
 
 
 # --------------------------------------------------------------------------- flips (right -> left)
@@ -802,8 +993,9 @@ def solve_global_large_diagnostics(
     max_iter: int = 30,
     progress: bool | None = None,
     master: str = "auto",
+    method: str = "auto",
 ) -> tuple[GlobalResult, ScaleDiagnostics]:
-    """:func:`solve_global_large` plus what the column-and-constraint generation did.
+    """:func:`solve_global_large` plus what the solver did.
 
     Same parameters; returns ``(result, diagnostics)`` with :class:`ScaleDiagnostics` (per master
     solve: points, blocks, seconds, max rho of the dual, min margin; the flips residual, the
@@ -822,14 +1014,24 @@ def solve_global_large_diagnostics(
         raise InputError(f"solve_global_large uses Clarabel for its master; got solver {solver!r}")
     if master not in ("auto", "chain", "exact"):
         raise InputError(f"master must be 'auto', 'chain' or 'exact', got {master!r}")
-    if isinstance(max_iter, bool) or int(max_iter) != max_iter or max_iter < 1:
-        raise InputError(f"max_iter must be a positive integer, got {max_iter!r}")
+    check_int_range("solve_global_large", "max_iter", max_iter, 1)
+    if method not in ("auto", "full", "generation"):
+        raise InputError(f"method must be 'auto', 'full' or 'generation', got {method!r}")
     from tqdm import tqdm
 
     sample = SortedSample.from_dataset(dataset)
     m, x = sample.m, sample.x
     timings = {"master": 0.0, "reconstruct": 0.0, "dual": 0.0, "pricing": 0.0, "flips": 0.0}
     pts, gaps = _initial_sets(sample)
+    if method != "generation" and master != "exact" and m >= 3 and gaps.size > 0:
+        full = _solve_full(dataset, sample, tol, dict(timings), t_start, progress)
+        # "auto": the generation loop only as a fallback, and only where it is fast (docs/scale.md)
+        if full is not None and (
+            method == "full" or full[0].status == "optimal" or m > tol.generation_limit
+        ):
+            return full
+        if full is None and method == "full":
+            raise SolverError("the all-gaps chain program cannot absorb its linear part (flips)")
     use_chain = master != "exact" and m >= 3 and gaps.size > 0
     hist: dict[str, list] = {k: [] for k in ("master", "pts", "blocks", "secs", "rho", "marg")}
     flips_res = float("nan")
@@ -914,60 +1116,34 @@ def solve_global_large_diagnostics(
     t1 = time.perf_counter()
     if arrays[0] == "chain":
         _, tk, dk, L0 = arrays
-        kind, bgap, bsign, U = _kink_arrays(tk, dk, L0, x)
-        fl = _flips(L0, bsign[1:], U[1:])
-        if fl is None:
+        blk = _chain_blocks(tk, dk, L0, x)
+        if blk is None:
             if master == "chain":
                 raise SolverError("chain master: the flips LP is infeasible; use master='auto'")
             # the linear part L0 has to be paid for: redo with the exact master
             return solve_global_large_diagnostics(
-                dataset, tol, solver, max_iter, progress, master="exact"
+                dataset, tol, solver, max_iter, progress, master="exact", method="generation"
             )
-        phi, ell = fl
-        flips_res = float(np.max(np.abs(np.asarray(ell, dtype=float))))
-        kind, bgap, bsign, U = _assemble(
-            bgap[1:], bsign[1:], U[1:], phi, ell, float(x[0]), float(x[-1])
-        )
-        marg = margins_extended(sample, kind, bgap, bsign, U)
+        (kind, bgap, bsign, U), flips_res = blk
     else:
         _, kind, bgap, bsign, U = arrays
     timings["flips"] += time.perf_counter() - t1
-    t1 = time.perf_counter()
-    mn = float(marg.min())
-    if not mn > 0:
-        raise SolverError(f"the block solution does not separate the data (min margin {mn:.3g})")
-    for attempt in range(8):
-        # margins are linear in U, but U is rounded to float64 after scaling (error ~ eps sum |u|):
-        # scale by 1 / min margin, and if rounding leaves a hair below 1, overshoot by the deficit
-        if mn >= 1.0:
-            break
-        U = U * ((1.0 + max(1.0 - mn, 1e-15) * attempt) / mn)
-        marg = margins_extended(sample, kind, bgap, bsign, U)
-        mn = float(marg.min())
-    nrm = np.linalg.norm(U, axis=1)
-    block_objective = float(np.sum(nrm.astype(_LD)))
+    converged = loop == "converged"
     lower, lam, best_rho = best_lb
-    keep = nrm > 0
-    blocks = tuple(
-        Block(("all", "right", "left")[k], 0 if k == 0 else int(g), int(s))
-        for k, g, s in zip(kind[keep], bgap[keep], bsign[keep], strict=True)
+    result, block_objective, block_margin = _result(
+        dataset,
+        sample,
+        (kind, bgap, bsign, U),
+        (lower, lam, best_rho),
+        converged,
+        tol,
+        timings,
+        t_start,
+        "scale-" + arrays[0],
+        len(hist["master"]),
     )
-    Uk = U[keep]
-    # the network the user gets: one balanced neuron per block; its float64 parameters are
-    # evaluated in extended precision and scaled (2-homogeneity) until every margin is >= 1
-    net, net_margin = _feasible_network(network_from_blocks(list(blocks), Uk), sample)
-    objective = net.objective()
-    gap_rel = (objective - lower) / objective if objective > 0 else 0.0
-    timings["finish"] = time.perf_counter() - t1
-    t1 = time.perf_counter()
-    cerr = _clean_error(net, dataset)
-    timings["clean_error"] = time.perf_counter() - t1
-    if loop == "converged" and gap_rel <= tol.gap and net_margin >= 1.0:
-        status = "optimal"
-    elif loop == "converged":
-        status = "inaccurate"
-    else:
-        status = "max_iter"
+    if not converged:
+        result = _replace_status(result, "max_iter")
     diag = ScaleDiagnostics(
         len(hist["master"]),
         tuple(hist["master"]),
@@ -980,9 +1156,278 @@ def solve_global_large_diagnostics(
         dual_rho,
         loop,
         block_objective,
-        float(marg.min()),
+        block_margin,
         tol,
     )
+    return result, diag
+
+
+def _linearize_dual(x: np.ndarray, R: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """R-values made exactly linear between consecutive support points (extended precision).
+
+    lambda = y * (second difference of R) / D amplifies the interior-point error of R by
+    1 / (smallest gap): measured negative mass 1e-5 at m = 1000, which the certificate charges to
+    every rho. Off the support lambda is 0, i.e. R is linear there; interpolating R between the
+    support points makes those lambda 0 up to long-double rounding (measured negative mass 3e-13),
+    and moves R by the interior-point error only. An end point outside the support forces R = 0
+    up to the first / last support point (lambda_0 = y_0 R_1 / D_0 must vanish).
+    """
+    Rl = np.asarray(R, dtype=_LD).copy()
+    xl = x.astype(_LD)
+    act = np.flatnonzero(support)
+    if act.size == 0:
+        return np.zeros(x.size, dtype=_LD)
+    if not support[0]:
+        Rl[act[0]] = 0
+    if not support[-1]:
+        Rl[act[-1]] = 0
+    act = np.unique(np.r_[0, act, x.size - 1])
+    Rl[0] = Rl[-1] = 0
+    j = np.arange(x.size)
+    k = np.clip(np.searchsorted(act, j, side="right") - 1, 0, act.size - 2)
+    a, b = act[k], act[k + 1]
+    f = (xl[j] - xl[a]) / (xl[b] - xl[a])
+    return Rl[a] + f * (Rl[b] - Rl[a])
+
+
+def _tangencies(x: np.ndarray, R: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+    """Maximiser of |R(t)| / sqrt(1 + t^2) on each gap g (R linear there: R = A - B t, t = -B / A),
+    clipped to [x_{g-1}, x_g]."""
+    Rf = np.asarray(R, dtype=float)
+    jj = np.asarray(gaps, dtype=np.int64) - 1
+    B = -(Rf[jj + 1] - Rf[jj]) / (x[jj + 1] - x[jj])
+    A = Rf[jj] + B * x[jj]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(A != 0, -B / A, x[jj])
+    return np.clip(np.nan_to_num(t), x[jj], x[jj + 1])
+
+
+def _primal_from_dual(
+    sample: SortedSample,
+    cert: RDual,
+    tol: ScaleTolerances,
+    t_extra: np.ndarray,
+    d_extra: np.ndarray,
+    rounds: int = 4,
+):
+    """Primal block arrays from :func:`primal_lp` (a purification: an LP vertex over fixed kink
+    positions) and its upper bound.
+
+    Candidate kinks: the interior-point kinks (t_extra, slope changes d_extra; their positions
+    are near-optimal) and the tangencies of the certificate's tight gaps (rho >= 1 -
+    tol.tight_primal). The tangencies alone are NOT enough (measured at m = 300: objective 1.7e-2
+    above the optimum with gaps to rho >= 1 - 1e-8, still 1.7e-4 with 1 - 1e-4): an
+    epsilon-optimal dual does not pin the optimal kinks. Together: gap 2.4e-10, 88 neurons instead
+    of 383. Points with a violated margin are added and the LP re-solved. Returns (arrays,
+    upper bound = sum ||u|| / min margin) or None.
+    """
+    m, x = sample.m, sample.x
+    R_all = np.interp(x, x[cert.points], np.asarray(cert.R, dtype=float))
+    tight = np.flatnonzero(cert.rho_gap >= 1.0 - tol.tight_primal) + 1
+    t = _tangencies(x, R_all, tight)
+    s = np.where(np.interp(t, x, R_all) >= 0, 1, -1)
+    cost = np.abs(d_extra) * np.hypot(1.0, t_extra)
+    big = cost > 1e-12 * cost.sum()
+    t = np.r_[t, t_extra[big]]
+    s = np.r_[s, np.where(d_extra[big] > 0, 1, -1)]
+    g = np.clip(np.searchsorted(x, t, side="right"), 1, m - 1)
+    pts = np.unique(np.r_[0, m - 1, cert.points[cert.lam > 0], g - 1, g])
+    for _ in range(rounds):
+        sol = primal_lp(sample, pts, t, s)
+        if sol is None:
+            return None
+        tk, dk, L0 = kinks_from_chain(sol, x)
+        blk = _chain_blocks(tk, dk, L0, x)
+        if blk is None:
+            return None
+        arrays = blk[0]
+        marg = margins_extended(sample, *arrays)
+        bad = np.setdiff1d(np.flatnonzero(marg < 1.0 - tol.margin), pts)
+        if bad.size == 0:
+            mn = float(marg.min())
+            if not mn > 0:
+                return None
+            return arrays, float(np.sum(np.linalg.norm(arrays[3], axis=1))) / mn
+        pts = np.union1d(pts, bad)
+    return None
+
+
+def _solve_full(
+    dataset: Dataset,
+    sample: SortedSample,
+    tol: ScaleTolerances,
+    timings: dict[str, float],
+    t_start: float,
+    progress: bool | None,
+) -> tuple[GlobalResult, ScaleDiagnostics] | None:
+    """The all-gaps chain program in one interior-point solve, then a certificate (docs/scale.md).
+
+    1. :func:`chain_master` over EVERY point and gap (both signs of kink per gap, O(m) banded
+       rows, scaling "dual": its continuity multipliers are the R-values).
+    2. Primal: local reconstruction (:func:`kinks_from_chain`), flips, scaling to margins >= 1.
+    3. Dual: R made linear off the support (:func:`_linearize_dual`) and certified over all blocks
+       (:func:`r_certificate`). If the gap still exceeds tol.gap / 2, a small dual LP
+       (:func:`dual_lp` on the support points, candidate kinks at the tangencies of the tight
+       gaps, cutting planes) sharpens it; the better bound is kept.
+    Returns None when the flips LP is infeasible (the linear part costs something), so that the
+    caller falls back to the exact master.
+    """
+    from tqdm import tqdm
+
+    m, x = sample.m, sample.x
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    bar = tqdm(total=3, desc="scale (all gaps)", disable=not show, leave=False)
+    pts = np.arange(m)
+    t0 = time.perf_counter()
+    # equilibration off: measured fewer iterations and a 10x more accurate dual at m = 3000
+    ch = chain_master(
+        sample,
+        pts,
+        np.arange(1, m),
+        tol.full_solver,
+        scaling="dual",
+        settings_extra={"equilibrate_enable": False},
+    )
+    timings["master"] = time.perf_counter() - t0
+    bar.update(1)
+    t1 = time.perf_counter()
+    tk, dk, L0 = kinks_from_chain(ch, x)
+    blk = _chain_blocks(tk, dk, L0, x)
+    timings["reconstruct"] = time.perf_counter() - t1
+    if blk is None:
+        bar.close()
+        return None
+    arrays, flips_res = blk
+    bar.update(1)
+    t1 = time.perf_counter()
+    support = ch.lam > tol.support * float(ch.lam.max(initial=0.0))
+    R = _linearize_dual(x, ch.R, support)
+    cert = r_certificate(sample, pts, R)
+    best = (cert.lower_bound(), np.asarray(cert.lam, dtype=float), cert.max_rho)
+    # the upper bound the network will have (up to its own rounding): decides the dual polish
+    marg = margins_extended(sample, *arrays)
+    upper = float(np.sum(np.linalg.norm(arrays[3], axis=1))) / float(marg.min())
+    dual_rounds = 0
+    primal_from = "interior point"
+    if upper > 0 and (upper - best[0]) / upper > tol.gap / 2:
+        act = np.flatnonzero(support)
+        act = np.unique(np.r_[0, act, m - 1])
+        w = np.hypot(1.0, x)
+        rows = np.flatnonzero(np.abs(np.asarray(R, dtype=float)) >= (1.0 - 1e-3) * w)
+        tight = np.flatnonzero(cert.rho_gap >= 1.0 - tol.tight) + 1
+        lp, info = dual_lp(
+            sample, act, _tangencies(x, R, tight), tol.cut_rounds, tol.cut, data_rows=rows
+        )
+        dual_rounds = int(info["rounds"])
+        if lp.lower_bound() > best[0]:
+            lam = np.zeros(m)
+            lam[act] = lp.lam
+            best = (lp.lower_bound(), lam, lp.max_rho)
+        timings["dual"] = time.perf_counter() - t1
+        if (upper - best[0]) / upper > tol.gap / 2:
+            t1 = time.perf_counter()
+            better = _primal_from_dual(sample, lp, tol, tk, dk)
+            if better is not None and better[1] < upper:
+                arrays, upper = better[0], better[1]
+                primal_from = "lp"
+            timings["primal_lp"] = time.perf_counter() - t1
+    else:
+        bar.update(1)
+    bar.close()
+    converged = ch.status in ("Solved", "AlmostSolved")
+    result, block_objective, block_margin = _result(
+        dataset, sample, arrays, best, converged, tol, timings, t_start, "scale-full", 1
+    )
+    diag = ScaleDiagnostics(
+        1,
+        ("full:" + ch.status,),
+        (m,),
+        (int(ch.U.shape[0]),),
+        (ch.seconds,),
+        (best[2],),
+        (float(marg.min()),),
+        flips_res,
+        best[2],
+        f"full (dual LP rounds: {dual_rounds}, primal from {primal_from})",
+        block_objective,
+        block_margin,
+        tol,
+    )
+    return result, diag
+
+
+def _replace_status(result: GlobalResult, status: str) -> GlobalResult:
+    from dataclasses import replace
+
+    return replace(result, status=status)
+
+
+def _chain_blocks(tk: np.ndarray, dk: np.ndarray, L0: np.ndarray, x: np.ndarray):
+    """Block arrays of the relaxed chain solution after the flips, or None if the flips LP is
+    infeasible (the linear part L0 cannot be absorbed by the kinks). Returns (arrays, residual)."""
+    kind, bgap, bsign, U = _kink_arrays(tk, dk, L0, x)
+    fl = _flips(L0, bsign[1:], U[1:])
+    if fl is None:
+        return None
+    phi, ell = fl
+    res = float(np.max(np.abs(np.asarray(ell, dtype=float))))
+    arrays = _assemble(bgap[1:], bsign[1:], U[1:], phi, ell, float(x[0]), float(x[-1]))
+    return arrays, res
+
+
+def _result(
+    dataset: Dataset,
+    sample: SortedSample,
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    bound: tuple[float, np.ndarray, float],
+    converged: bool,
+    tol: ScaleTolerances,
+    timings: dict[str, float],
+    t_start: float,
+    formulation: str,
+    rounds: int,
+) -> tuple[GlobalResult, float, float]:
+    """Scale the blocks to margins >= 1, form the network, certify; returns (result, block
+    objective, block min margin).
+
+    ``bound`` = (lower bound, lambda in sorted order, max rho) of a dual certificate. The network
+    is one balanced neuron per block, its float64 parameters evaluated in extended precision and
+    scaled (2-homogeneity) until every margin is >= 1 (:func:`_feasible_network`).
+    """
+    t1 = time.perf_counter()
+    kind, bgap, bsign, U = arrays
+    marg = margins_extended(sample, kind, bgap, bsign, U)
+    mn = float(marg.min())
+    if not mn > 0:
+        raise SolverError(f"the block solution does not separate the data (min margin {mn:.3g})")
+    for attempt in range(8):
+        # margins are linear in U, but U is rounded to float64 after scaling (error ~ eps sum |u|,
+        # ~1e-7 relative when the objective is ~1e9): scale by 1 / min margin, and if rounding
+        # leaves a hair below 1, overshoot by the deficit. (Measured: dropping this loop and
+        # leaving the rest to _feasible_network gave 1.3e-7 instead of 1.8e-7 at m = 2000, p = 0.2,
+        # seed 1, but 3.4e-7 instead of 2.6e-7 at p = 0.4 and 2.3e-6 instead of 4.4e-7 at 1e5.)
+        if mn >= 1.0:
+            break
+        U = U * ((1.0 + max(1.0 - mn, 1e-15) * attempt) / mn)
+        marg = margins_extended(sample, kind, bgap, bsign, U)
+        mn = float(marg.min())
+    nrm = np.linalg.norm(U, axis=1)
+    block_objective = float(np.sum(nrm.astype(_LD)))
+    lower, lam, best_rho = bound
+    keep = nrm > 0
+    blocks = tuple(
+        Block(("all", "right", "left")[k], 0 if k == 0 else int(g), int(s))
+        for k, g, s in zip(kind[keep], bgap[keep], bsign[keep], strict=True)
+    )
+    Uk = U[keep]
+    net, net_margin = _feasible_network(network_from_blocks(list(blocks), Uk), sample)
+    objective = net.objective()
+    gap_rel = (objective - lower) / objective if objective > 0 else 0.0
+    timings["finish"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    cerr = _clean_error(net, dataset)
+    timings["clean_error"] = time.perf_counter() - t1
+    ok = converged and gap_rel <= tol.gap and net_margin >= 1.0
     total = time.perf_counter() - t_start
     timings["total"] = total
     result = GlobalResult(
@@ -995,10 +1440,10 @@ def solve_global_large_diagnostics(
         max_rho=best_rho,
         n_neurons=net.n,
         clean_error=cerr,
-        status=status,
+        status="optimal" if ok else "inaccurate",
         solver="CLARABEL",
-        formulation="scale-" + arrays[0],
-        rounds=len(hist["master"]),
+        formulation=formulation,
+        rounds=rounds,
         timings=timings,
         seconds=total,
         tol=GlobalTolerances(gap=tol.gap),
@@ -1006,7 +1451,7 @@ def solve_global_large_diagnostics(
         U=Uk,
         conic=None,
     )
-    return result, diag
+    return result, block_objective, float(marg.min())
 
 
 def solve_global_large(
@@ -1016,16 +1461,19 @@ def solve_global_large(
     max_iter: int = 30,
     progress: bool | None = None,
     master: str = "auto",
+    method: str = "auto",
 ) -> GlobalResult:
     """Certified global minimum of (P) on a 1-D dataset for large m (MATH.md sections 3-5).
 
-    Column-and-constraint generation (module docstring, docs/scale.md). Returns the same
+    Default: ONE interior-point solve of the banded all-gaps chain program, its multipliers read
+    as R-values and certified (:func:`_solve_full`); column-and-constraint generation (module
+    docstring, docs/scale.md) as the fallback. Returns the same
     :class:`global_solver.GlobalResult` as ``solve_global``: ``objective`` = 1/2||theta||^2 of
     ``network`` (one balanced neuron per block, scaled so that every margin, evaluated exactly in
     extended precision from the float64 parameters, is >= 1), ``lower_bound`` = sum lambda /
     max(1, max_k rho_k) over every block, ``status`` "optimal" iff the loop converged,
-    relative_gap <= tol.gap and min_margin >= 1; ``formulation`` is "scale-chain" or "scale-exact",
-    ``rounds`` the number of master solves, ``conic`` None.
+    relative_gap <= tol.gap and min_margin >= 1; ``formulation`` is "scale-full", "scale-chain"
+    or "scale-exact", ``rounds`` the number of master solves, ``conic`` None.
 
     Parameters
     ----------
@@ -1041,7 +1489,11 @@ def solve_global_large(
     master : {"auto", "chain", "exact"}
         "chain": relaxed well-scaled master + flips (error if the flips LP is infeasible); "exact":
         subproblem.ConvexSubproblem on the selected points (small or kink-free problems; loses
-        accuracy at m ~ 1e5); "auto": chain, falling back to exact.
+        accuracy at m ~ 1e5); "auto": chain, falling back to exact (generation loop only).
+    method : {"auto", "full", "generation"}
+        "full": the all-gaps program only; "generation": the column-generation loop only; "auto":
+        full, then (if it is not certified and m <= tol.generation_limit, or if the flips LP is
+        infeasible, e.g. all labels equal) the generation loop.
 
     Raises
     ------
@@ -1050,7 +1502,9 @@ def solve_global_large(
     SolverError
         A master, the dual LP or the flips LP failed.
     """
-    return solve_global_large_diagnostics(dataset, tol, solver, max_iter, progress, master)[0]
+    return solve_global_large_diagnostics(dataset, tol, solver, max_iter, progress, master, method)[
+        0
+    ]
 
 
 def _clean_error(net: ReLUNetwork, dataset: Dataset) -> float | None:
@@ -1099,20 +1553,42 @@ def _feasible_network(net: ReLUNetwork, sample: SortedSample) -> tuple[ReLUNetwo
     """Scale theta by c (N scales by c^2) until the extended-precision margins are all >= 1.
 
     Like ``global_solver.restore_feasibility`` but with :func:`network_margins_extended` (no dense
-    m x n matrix, no float64 cancellation). Returns the network and its min margin.
+    m x n matrix, no float64 cancellation). Returns the network and its (exact) min margin.
+
+    Where the dense float64 evaluation ``ReLUNetwork.margins`` is affordable (m n <= 2e7) and its
+    deficit below 1 is tiny (<= 1e-10: rounding ~1e-13 at m = 120), it is made >= 1 too, so that
+    users and ``certify`` evaluating in float64 see a feasible network. A larger deficit is the
+    float64 evaluation's own error (measured up to 3.6e-8 at m = 2000, which made gaps fail), not
+    infeasibility, and is not paid for.
     """
-    mm = float(network_margins_extended(net, sample).min())
+    dense = sample.m * net.n <= 2e7
+
+    def rescale(nw: ReLUNetwork, margin_of) -> ReLUNetwork:
+        mm, out, c = margin_of(nw), nw, 1.0
+        for attempt in range(8):
+            if mm >= 1.0:
+                break
+            # first the exact factor, then overshoot by the deficit left by rounding theta
+            c = c * float(np.sqrt((1.0 + max(1.0 - mm, 1e-15) * attempt) / mm))
+            out = nw.scaled(c)
+            mm = margin_of(out)
+        return out
+
+    def exact(nw: ReLUNetwork) -> float:
+        return float(network_margins_extended(nw, sample).min())
+
+    mm = exact(net)
     if not mm > 0:
         raise SolverError(f"the network misclassifies a training point (min margin {mm:.3g})")
-    out, c = net, 1.0
-    for attempt in range(8):
-        if mm >= 1.0:
-            break
-        # first the exact factor, then overshoot by the deficit left by rounding theta
-        c = c * float(np.sqrt((1.0 + max(1.0 - mm, 1e-15) * attempt) / mm))
-        out = net.scaled(c)
-        mm = float(network_margins_extended(out, sample).min())
-    return out, mm
+    out = rescale(net, exact)
+    if dense:
+
+        def both(nw: ReLUNetwork) -> float:
+            return min(exact(nw), float(nw.margins(sample.x[:, None], sample.y).min()))
+
+        if 1.0 - 1e-10 <= both(out) < 1.0:
+            out = rescale(out, both)
+    return out, exact(out)
 
 
 def _most_violated(rho_gap: np.ndarray, limit: float, have: np.ndarray) -> np.ndarray:

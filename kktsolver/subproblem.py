@@ -526,12 +526,14 @@ class ConvexSubproblem:
             return self._solve_sparse(solver, solver_options)
         return self._solve_cvxpy(solver, solver_options)
 
-    def _result(self, U, lam, status, solver, secs, raw, iters) -> SubproblemResult:
+    def _result(self, U, lam, status, solver, secs, raw, iters, obj=None) -> SubproblemResult:
+        """Freeze U (K x 2) and lambda; ``obj`` defaults to sum ||u_k||."""
         U = np.array(U, dtype=float).reshape(self.K, 2)
         U.setflags(write=False)
         lam = np.array(lam, dtype=float)
         lam.setflags(write=False)
-        obj = float(np.sum(np.linalg.norm(U, axis=1)))
+        if obj is None:
+            obj = float(np.sum(np.linalg.norm(U, axis=1)))
         return SubproblemResult(
             self.blocks,
             U,
@@ -547,22 +549,10 @@ class ConvexSubproblem:
         )
 
     def _failed(self, solver, secs, raw, status="error", iterations=None) -> SubproblemResult:
-        U = np.full((self.K, 2), np.nan)
-        lam = np.full(self.sample.m, np.nan)
+        """NaN solution; objective +inf for an infeasible block set (NaN for other failures)."""
         obj = float("inf") if status == "infeasible" else float("nan")
-        return SubproblemResult(
-            self.blocks,
-            U,
-            lam,
-            obj,
-            status,
-            solver,
-            secs,
-            self.formulation,
-            self.build_seconds,
-            iterations,
-            raw,
-        )
+        nan_u, nan_lam = np.full((self.K, 2), np.nan), np.full(self.sample.m, np.nan)
+        return self._result(nan_u, nan_lam, status, solver, secs, raw, iterations, obj)
 
 
 def solve_subproblem(

@@ -13,17 +13,16 @@ import pytest
 from kktsolver.cli import main
 from kktsolver.data import Dataset, noisy_constant_1d, save_dataset
 from kktsolver.errors import InputError
-from kktsolver.global_solver import solve_global
+from kktsolver.global_solver import AUTO_SCALE_M, GlobalTolerances, solve_global
 from kktsolver.patterns import Block, SortedSample, all_blocks
 
 
-def dense_global(ds: Dataset, blocks: list[Block] | None = None) -> float:
-    """min (P) by the plain convex program with EVERY pattern inequality written out (O(m^2) rows),
-    ECOS; independent of kktsolver's cone rows and prefix sums. +inf if infeasible."""
+def dense_model(ds: Dataset, blocks: list[Block]):
+    """(U, constraints) of the plain convex program with EVERY pattern inequality written out
+    (O(m^2) rows) and the margins y N >= 1; independent of kktsolver's cone rows and prefix sums."""
     s = SortedSample.from_dataset(ds)
     m, x, y = s.m, s.x, s.y
     xt = np.column_stack([x, np.ones(m)])
-    blocks = all_blocks(m) if blocks is None else blocks
     U = cp.Variable((len(blocks), 2))
     cons, out = [], 0
     for k, blk in enumerate(blocks):
@@ -35,6 +34,12 @@ def dense_global(ds: Dataset, blocks: list[Block] | None = None) -> float:
             cons.append(z[np.flatnonzero(~act)] <= 0)
         out = out + blk.sign * cp.multiply(act.astype(float), z)
     cons.append(cp.multiply(y, out) >= 1)
+    return U, cons
+
+
+def dense_global(ds: Dataset, blocks: list[Block] | None = None) -> float:
+    """min (P) by :func:`dense_model` over ``blocks`` (default all), ECOS. +inf if infeasible."""
+    U, cons = dense_model(ds, all_blocks(ds.m) if blocks is None else blocks)
     prob = cp.Problem(cp.Minimize(cp.sum(cp.norm(U, 2, axis=1))), cons)
     prob.solve(solver="ECOS", abstol=1e-10, reltol=1e-10, feastol=1e-10)
     if prob.status in ("infeasible", "infeasible_inaccurate"):
@@ -99,24 +104,43 @@ def test_single_point():
 # --------------------------------------------------------------------------- independent references
 
 
-def brute_force_min(ds: Dataset) -> float:
+def brute_force_min_masked(ds: Dataset) -> float:
     """min over block subsets S with |S| <= m of the dense program on S only.
 
     Each subset is a network architecture with fixed activation patterns; the minimum over all of
-    them is min (P) (the dense program never sees the other blocks). |S| <= m suffices: with the
-    optimal directions fixed, (C_B) is an LP in the masses with m margin rows, whose optimal vertex
-    has at most m nonzero masses (Caratheodory)."""
-    m = ds.m
+    them is min (P). |S| <= m suffices: with the optimal directions fixed, (C_B) is an LP in the
+    masses with m margin rows, whose optimal vertex has at most m nonzero masses (Caratheodory).
+    ONE compiled cvxpy model (every block, a 0/1 parameter per block forcing u_k = 0 when it is
+    off) keeps m = 4 (1470 subsets) cheap; the dense constraints are written as in
+    :func:`dense_model`."""
+    m, y = ds.m, ds.y
     pool = all_blocks(m)
+    K = len(pool)
+    U, cons = dense_model(ds, pool)
+    off = cp.Parameter(K, nonneg=True)
+    cons += [cp.multiply(off, U[:, 0]) == 0, cp.multiply(off, U[:, 1]) == 0]
+    prob = cp.Problem(cp.Minimize(cp.sum(cp.norm(U, 2, axis=1))), cons)
     best = float("inf")
     for size in range(1, m + 1):
-        for S in itertools.combinations(pool, size):
-            if not any(b.sign == 1 for b in S) and (ds.y > 0).any():
+        for S in itertools.combinations(range(K), size):
+            signs = {pool[k].sign for k in S}
+            if (1 not in signs and (y > 0).any()) or (-1 not in signs and (y < 0).any()):
                 continue
-            if not any(b.sign == -1 for b in S) and (ds.y < 0).any():
-                continue
-            best = min(best, dense_global(ds, list(S)))
+            mask = np.ones(K)
+            mask[list(S)] = 0.0
+            off.value = mask
+            prob.solve(solver="ECOS", abstol=1e-10, reltol=1e-10, feastol=1e-10)
+            if prob.status in ("optimal", "optimal_inaccurate"):
+                best = min(best, float(prob.value))
     return best
+
+
+def test_brute_force_four_points():
+    """m = 4 against the enumeration over all 1470 block subsets of size <= 4 (issue 4)."""
+    ds = Dataset(np.array([0.15, 0.4, 0.55, 0.9]), np.array([1, -1, -1, 1]))
+    r = solve_global(ds)
+    check_result(r, ds)
+    assert r.objective == pytest.approx(brute_force_min_masked(ds), rel=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -131,7 +155,7 @@ def test_brute_force_small(x, y):
     ds = Dataset(np.array(x), np.array(y))
     r = solve_global(ds)
     check_result(r, ds)
-    assert r.objective == pytest.approx(brute_force_min(ds), rel=1e-7)
+    assert r.objective == pytest.approx(brute_force_min_masked(ds), rel=1e-7)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -212,6 +236,30 @@ def test_input_errors():
         solve_global(Dataset(np.array([0.1, 0.2]), np.array([1, -1])), formulation="dense")
     with pytest.raises(InputError, match="tol"):
         solve_global(Dataset(np.array([0.1, 0.2]), np.array([1, -1])), tol=1e-8)
+    with pytest.raises(InputError, match="method"):
+        solve_global(Dataset(np.array([0.1, 0.2]), np.array([1, -1])), method="fast")
+    with pytest.raises(InputError, match="GlobalTolerances.gap"):
+        GlobalTolerances(gap=float("nan"))
+    with pytest.raises(InputError, match="GlobalTolerances.max_rounds"):
+        GlobalTolerances(max_rounds=0)
+
+
+def test_scale_and_conic_methods_agree():
+    """The two pipelines share no solver code (all-blocks conic program + purify + Newton vs the
+    banded all-gaps chain program + LPs); both certify, and each lower bound lies below the other's
+    objective. "auto" switches to the scale path at AUTO_SCALE_M."""
+    ds = noisy_constant_1d(120, 0.2, seed=9)
+    a = solve_global(ds, method="conic")
+    b = solve_global(ds, method="scale")
+    for r in (a, b):
+        check_result(r, ds)
+    assert a.formulation == "sparse" and b.formulation.startswith("scale-")
+    assert a.lower_bound <= b.objective and b.lower_bound <= a.objective
+    assert b.objective == pytest.approx(a.objective, rel=2e-8)
+    big = noisy_constant_1d(AUTO_SCALE_M, 0.1, seed=2)
+    r = solve_global(big)
+    assert r.formulation.startswith("scale-")
+    check_result(r, big)
 
 
 def test_cli_json_and_out(tmp_path, capsys, three_point_v):
