@@ -19,7 +19,7 @@ from .data import (
 from .enumeration import EnumerationResult, KKTClass, enumerate_kkt, extreme_kkt, sample_kkt
 from .errors import InputError, KKTSolverError, SolverError
 from .experiments import run_sweep
-from .global_solver import GlobalResult, GlobalTolerances, solve_global
+from .global_solver import AUTO_SCALE_M, GlobalResult, GlobalTolerances, solve_global
 from .network import NetworkError, ReLUNetwork, load_network, save_network
 from .scale import ScaleTolerances, solve_global_large
 from .store import ResultsStore
@@ -52,6 +52,7 @@ __all__ = [
     "solve_global",
     "GlobalResult",
     "GlobalTolerances",
+    "AUTO_SCALE_M",
     "solve_global_large",
     "ScaleTolerances",
     "certify",
