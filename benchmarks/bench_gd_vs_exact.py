@@ -1,19 +1,19 @@
 """Benchmark: gradient descent versus the exact solve of its limit cell (issue 7), in one run.
 
 On m = 50 points of the seed setting: wall time of GD until the rescaled iterate is a relative (eps,
-eps)-KKT point for eps = 1e-2 and 1e-3 (or the residual reached after the step cap, default 10^6),
-against solving the convex problem of GD's final activation cell exactly and certifying it
-(stationarity residual <= 1e-9). Then, over 20 initialisations, whether GD's limit is a global
-minimum, a local minimum or neither.
+eps)-KKT point for eps = 1e-2 and 1e-3 (or the residual reached at the step cap, default 10^6), for
+each step-size rule asked for, against solving the convex problem of that run's final activation
+cell exactly and certifying it (stationarity residual <= 1e-9), timed in the same run. Then, over
+20 initialisations, whether GD's limit is a global minimum, a local minimum or neither.
 
 "GD reached eps" means: ``certify`` of theta / sqrt(min margin), with points of margin <= 1 + eps
 allowed to carry multipliers and kinks within eps of a data point allowed a Clarke weight
-(``gd.gd_cert_tol(eps)``), reports a relative stationarity residual <= eps. GD time excludes the
-time spent checking (the callback measures itself).
+(``gd.gd_cert_tol(eps)``), reports a relative stationarity residual <= eps. GD time is the time
+of the GD updates alone (``Trajectory.elapsed``), checks excluded.
 
-    /work/venv/bin/python benchmarks/bench_gd_vs_exact.py                 # the issue's defaults
-    /work/venv/bin/python benchmarks/bench_gd_vs_exact.py --steps 20000   # quick look
-    /work/venv/bin/python benchmarks/bench_gd_vs_exact.py --p 0.1 --lr 0.1 --inits 0
+    /work/venv/bin/python benchmarks/bench_gd_vs_exact.py --inits 0           # the two races
+    /work/venv/bin/python benchmarks/bench_gd_vs_exact.py --rules none --init-steps 200000
+    /work/venv/bin/python benchmarks/bench_gd_vs_exact.py --steps 20000 --inits 2   # quick look
 """
 
 from __future__ import annotations
@@ -23,15 +23,24 @@ import sys
 import time
 from collections import Counter
 
+import numpy as np
 from tqdm import tqdm
 
 from kktsolver.certify import certify
 from kktsolver.data import noisy_constant_1d
 from kktsolver.errors import KKTSolverError
-from kktsolver.gd import gd_cert_tol, limit_point, rescaled, solve_cell, train
-from kktsolver.patterns import SortedSample, all_blocks
+from kktsolver.gd import STEP_RULES, gd_cert_tol, limit_point, rescaled, train
+from kktsolver.global_solver import solve_global
 
 THRESHOLDS = (1e-2, 1e-3)
+#: step-size rule -> default lr (the normalised rule of Lyu & Li's theorem, and plain GD)
+DEFAULT_RULES = "loss-log:0.02,constant:0.1"
+VERDICT_LABELS = {
+    "global_min": "global minimum",
+    "local_min": "local minimum, not global",
+    "kkt": "neither (KKT point, not a local minimum)",
+    "not_kkt": "cell optimum not KKT (GD not yet in its final cell)",
+}
 
 
 def parse() -> argparse.Namespace:
@@ -40,20 +49,32 @@ def parse() -> argparse.Namespace:
     p.add_argument("--p", type=float, default=0.05, help="label-flip probability (default 0.05)")
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--width", type=int, default=60)
-    p.add_argument(
-        "--steps", type=int, default=1_000_000, help="step cap (the issue's 10^6 by default)"
-    )
+    p.add_argument("--steps", type=int, default=1_000_000, help="step cap (default 10^6)")
     p.add_argument("--loss", choices=("exp", "logistic"), default="exp")
-    p.add_argument("--lr", type=float, default=0.02)
-    p.add_argument("--plain", action="store_true", help="plain GD (default: normalized step size)")
+    p.add_argument(
+        "--rules",
+        default=DEFAULT_RULES,
+        help=f"races: comma-separated RULE:LR, RULE in {STEP_RULES}, or 'none' "
+        f"(default {DEFAULT_RULES})",
+    )
     p.add_argument(
         "--check-every", type=int, default=1000, help="certify the iterate every K steps"
     )
-    p.add_argument("--inits", type=int, default=20, help="initialisations for the verdict census")
+    p.add_argument("--inits", type=int, default=20, help="initialisations for the census")
     p.add_argument(
         "--init-steps", type=int, default=None, help="steps per census run (default --steps)"
     )
+    p.add_argument(
+        "--census-rule", default="loss-log:0.02", help="RULE:LR of the census (default loss-log)"
+    )
     return p.parse_args()
+
+
+def parse_rule(text: str) -> tuple[str, float]:
+    rule, _, lr = text.partition(":")
+    if rule not in STEP_RULES or not lr:
+        raise SystemExit(f"bad rule {text!r}: want RULE:LR with RULE in {STEP_RULES}")
+    return rule, float(lr)
 
 
 class Checker:
@@ -61,14 +82,11 @@ class Checker:
 
     def __init__(self, dataset, width):
         self.dataset, self.width = dataset, width
-        self.t_start = time.perf_counter()
-        self.t_checks = 0.0
-        self.reached: dict[float, tuple[int, float, float]] = {}
+        self.reached: dict[float, tuple[int, float]] = {}  # eps -> (step, residual)
         self.last: dict[float, float] = dict.fromkeys(THRESHOLDS, float("nan"))
+        self.history: dict[int, tuple[float, ...]] = {}  # step -> residual per threshold
 
     def __call__(self, step, net) -> bool:
-        t0 = time.perf_counter()
-        gd_seconds = t0 - self.t_start - self.t_checks
         feas = rescaled(net, self.dataset)
         if feas is not None:
             for eps in THRESHOLDS:
@@ -78,98 +96,78 @@ class Checker:
                 res = cert.stationarity_residual
                 self.last[eps] = res = float("nan") if res is None else float(res)
                 if res <= eps:
-                    self.reached[eps] = (step, gd_seconds, res)
-        self.t_checks += time.perf_counter() - t0
+                    self.reached[eps] = (step, res)
+        self.history[step] = tuple(self.last[eps] for eps in THRESHOLDS)
         return len(self.reached) == len(THRESHOLDS)
 
 
 def exact_global(dataset):
-    """Fallback when GD never separates: the exact global optimum over all blocks, certified."""
+    """When GD never separates: the certified global optimum (``solve_global``), certified."""
     t0 = time.perf_counter()
-    sample = SortedSample.from_dataset(dataset)
-    cell = solve_cell(sample, all_blocks(sample.m))
-    cert = certify(cell.network, dataset)
+    net = solve_global(dataset).network
+    cert = certify(net, dataset)
     return time.perf_counter() - t0, cert
 
 
-def main() -> int:
-    a = parse()
-    ds = noisy_constant_1d(a.m, a.p, seed=a.data_seed)
-    normalized = not a.plain
-    kind = f"{'plain' if a.plain else 'normalized'} GD, {a.loss} loss, lr {a.lr:g}, width {a.width}"
-    print(
-        f"dataset: noisy_constant_1d(m={a.m}, p={a.p}, seed={a.data_seed}), "
-        f"{int((ds.y < 0).sum())} flipped"
-    )
-    print(f"GD: {kind}, step cap {a.steps}, certified every {a.check_every} steps\n")
-
-    checker = Checker(ds, a.width)
-    traj = train(
+def gd_run(a, ds, rule, lr, seed, steps, record_every, callback=None):
+    """One GD run with the benchmark's settings (residuals are checked by the callback)."""
+    return train(
         ds,
         a.width,
         loss=a.loss,
-        lr=a.lr,
-        steps=a.steps,
-        seed=0,
-        normalized=normalized,
-        record_every=a.check_every,
-        callback=checker,
+        lr=lr,
+        steps=steps,
+        seed=seed,
+        normalized=rule,
+        record_every=record_every,
+        callback=callback,
         residuals=False,
         clean=False,
     )
-    separated = traj.normalized_margin[-1] > 0
+
+
+def race(a, ds, rule: str, lr: float) -> None:
+    """GD with one step-size rule against the exact solve of its limit cell: printed rows."""
+    checker = Checker(ds, a.width)
+    traj = gd_run(a, ds, rule, lr, 0, a.steps, a.check_every, checker)
     lim = None
-    if separated:
+    if traj.normalized_margin[-1] > 0:
         try:
             lim = limit_point(traj)
         except KKTSolverError as e:
             print(f"limit point failed: {e}")
-    rows = []  # (label, steps, GD seconds, residual, reached)
-    for eps in THRESHOLDS:
-        if eps in checker.reached:
-            step, secs, res = checker.reached[eps]
-            rows.append((f"GD to residual <= {eps:g}", step, secs, res, True))
-        else:
-            res = checker.last[eps]
-            rows.append(
-                (
-                    f"GD to residual <= {eps:g}: NOT reached",
-                    int(traj.steps[-1]),
-                    traj.seconds,
-                    res,
-                    False,
-                )
-            )
     if lim is not None:
         exact_secs, exact_res = lim.seconds, lim.certificate.stationarity_residual
-        exact_name = f"exact solve of GD's limit cell ({lim.verdict})"
+        exact_name = f"exact solve of its limit cell ({lim.verdict})"
     else:
         exact_secs, cert = exact_global(ds)
         exact_res = cert.stationarity_residual
-        exact_name = f"exact GLOBAL solve: GD never separated ({cert.verdict})"
-    w = 56
+        exact_name = f"exact GLOBAL solve, GD never separated ({cert.verdict})"
+    print(f"\n[{rule} step size, lr {lr:g}] GD {int(traj.steps[-1])} steps, {traj.seconds:.1f} s")
+    w = 48
+    print(f"{'route':{w}s} {'steps':>8s} {'seconds':>9s} {'residual':>9s} {'exact faster by':>16s}")
+    ratios = []
+    for eps in THRESHOLDS:
+        if eps in checker.reached:
+            step, res = checker.reached[eps]
+            secs = float(traj.elapsed[np.flatnonzero(traj.steps == step)[0]])
+            name, ratio = f"GD to residual <= {eps:g}", f"{secs / exact_secs:.0f}x"
+        else:
+            step, secs, res = int(traj.steps[-1]), traj.seconds, checker.last[eps]
+            name, ratio = f"GD to residual <= {eps:g}: NOT reached", f">= {secs / exact_secs:.0f}x"
+        ratios.append(secs / exact_secs)
+        print(f"{name:{w}s} {step:8d} {secs:9.3f} {res:9.2e} {ratio:>16s}")
+    print(f"{exact_name:{w}s} {'-':>8s} {exact_secs:9.3f} {exact_res:9.2e}")
+    met = min(ratios) >= 1000 and exact_res <= 1e-9
     print(
-        f"{'route':{w}s} {'steps':>8s} {'seconds':>9s} {'residual':>9s} {'exact is faster by':>19s}"
+        f"target (exact >= 1000x faster, certificate <= 1e-9): {'met' if met else 'NOT met'} "
+        f"(smallest ratio {min(ratios):.0f}x; '>=': GD never got there, the ratio is a lower bound)"
     )
-    for name, step, secs, res, ok in rows:
-        ratio = f"{secs / exact_secs:.0f}x" if ok else f">= {secs / exact_secs:.0f}x"
-        print(f"{name:{w}s} {step:8d} {secs:9.3f} {res:9.2e} {ratio:>19s}")
-    print(f"{exact_name:{w}s} {'-':>8s} {exact_secs:9.3f} {exact_res:9.2e} {'':>19s}")
-    print(
-        "('>=': GD never reached the residual, so the ratio is a lower bound; residual = the "
-        "last one GD reached, nan if never separated)"
+    decades = [k for k in range(3, 10) if 10**k in checker.history]
+    trend = ", ".join(
+        f"10^{k}: " + " / ".join(f"{r:.2g}" for r in checker.history[10**k]) for k in decades
     )
-    worst = min(secs / exact_secs for _, _, secs, _, _ in rows)
-    if worst >= 1000:
-        status = "met"
-    elif all(ok for *_, ok in rows):
-        status = "NOT met"
-    else:  # GD never got there: the ratio only bounds the speed-up from below
-        status = "undecided (GD never reached a threshold; the ratio is only a lower bound)"
-    print(
-        f"\ntarget, exact >= 1000x faster to a tighter certificate: {status} "
-        f"(smallest ratio {worst:.0f}x, exact residual {exact_res:.1e})"
-    )
+    print(f"GD residual (slack {' / '.join(f'{e:g}' for e in THRESHOLDS)}) after {trend} steps")
     if lim is not None:
         print(
             f"angle(GD, exact) = {lim.angle:.3g} rad; objective GD {lim.gd_objective:.6g} vs exact "
@@ -177,49 +175,53 @@ def main() -> int:
             f"{lim.clean_error:.4f}"
         )
 
-    if a.inits <= 0:
-        return 0
+
+def census(a, ds) -> None:
+    """Certifier verdict of GD's limit cell over ``a.inits`` initialisations."""
+    rule, lr = parse_rule(a.census_rule)
     steps = a.init_steps or a.steps
-    census: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
     rows = []
+    t0 = time.perf_counter()
     for seed in tqdm(range(a.inits), desc="initialisations", file=sys.stderr):
-        tr = train(
-            ds,
-            a.width,
-            loss=a.loss,
-            lr=a.lr,
-            steps=steps,
-            seed=seed,
-            normalized=normalized,
-            record_every=steps,
-            residuals=False,
-            clean=False,
-        )
-        if not tr.normalized_margin[-1] > 0:
-            census["GD did not separate"] += 1
-            rows.append((seed, "not separated", float("nan"), float("nan"), float("nan")))
+        tr = gd_run(a, ds, rule, lr, seed, steps, steps)
+        feas = rescaled(tr.network, ds)
+        if feas is None:
+            counts["GD did not separate the data"] += 1
+            rows.append((seed, "not separated", *[float("nan")] * 4))
             continue
+        res = certify(feas, ds, width=a.width, tol=gd_cert_tol(1e-2)).stationarity_residual
         lp = limit_point(tr)
-        label = {"global_min": "global min", "local_min": "local min"}.get(lp.verdict, None)
-        if label is None:
-            label = (
-                "neither (KKT, not local min)"
-                if lp.verdict == "kkt"
-                else f"cell optimum {lp.verdict}"
-            )
-        census[label] += 1
-        rows.append((seed, lp.verdict, lp.objective, lp.angle, lp.clean_error))
-    print(f"\n{a.inits} initialisations, {steps} steps each ({kind}):")
-    print(f"{'seed':>4s} {'verdict':>14s} {'objective':>12s} {'angle':>8s} {'clean err':>9s}")
-    for seed, verdict, obj, ang, ce in rows:
-        print(f"{seed:4d} {verdict:>14s} {obj:12.6g} {ang:8.3g} {ce:9.4f}")
-    print("\nsummary:")
-    for label, count in census.most_common():
-        print(f"  {label:40s} {count:3d} / {a.inits}")
+        counts[VERDICT_LABELS.get(lp.verdict, lp.verdict)] += 1
+        rows.append((seed, lp.verdict, lp.objective, lp.angle, lp.clean_error, res))
     print(
-        "(a cell optimum that is not_kkt means GD had not reached its final cell: it would "
-        "still move on)"
+        f"\ncensus: {a.inits} initialisations x {steps} steps ({rule} step size, lr {lr:g}), "
+        f"{time.perf_counter() - t0:.0f} s"
     )
+    print(
+        f"{'seed':>4s} {'verdict':>14s} {'objective':>12s} {'angle':>8s} {'clean err':>9s} "
+        f"{'GD res(1e-2)':>12s}"
+    )
+    for seed, verdict, obj, ang, ce, res in rows:
+        print(f"{seed:4d} {verdict:>14s} {obj:12.6g} {ang:8.3g} {ce:9.4f} {res:12.2e}")
+    print("summary (certifier verdict of the exact point of GD's final cell, width", a.width, "):")
+    for label, count in counts.most_common():
+        print(f"  {label:52s} {count:3d} / {a.inits}")
+
+
+def main() -> int:
+    a = parse()
+    ds = noisy_constant_1d(a.m, a.p, seed=a.data_seed)
+    print(
+        f"dataset: noisy_constant_1d(m={a.m}, p={a.p}, seed={a.data_seed}), "
+        f"{int((ds.y < 0).sum())} flipped; width {a.width}, {a.loss} loss, step cap {a.steps}, "
+        f"residual checked every {a.check_every} steps"
+    )
+    if a.rules != "none":
+        for text in a.rules.split(","):
+            race(a, ds, *parse_rule(text))
+    if a.inits > 0:
+        census(a, ds)
     return 0
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from .data import Dataset
 from .errors import InputError, SolverError
 from .network import ReLUNetwork
+from .subproblem import margins_of
 
 __all__ = [
     "LOSSES",
@@ -30,6 +31,8 @@ __all__ = [
     "solve_cell",
     "ExactCell",
     "EXACT_SOLVER_OPTIONS",
+    "CELL_GAP",
+    "STEP_RULES",
     "gd_cert_tol",
 ]
 
@@ -159,11 +162,14 @@ def _check_loss(loss: str) -> None:
         raise InputError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
+def _require(obj: Any, cls: type, what: str) -> None:
+    if not isinstance(obj, cls):
+        raise InputError(f"{what} must be a kktsolver {cls.__name__}, got {type(obj).__name__}")
+
+
 def _check_compatible(network: ReLUNetwork, dataset: Dataset) -> None:
-    if not isinstance(network, ReLUNetwork):
-        raise InputError(f"expected a ReLUNetwork, got {type(network).__name__}")
-    if not isinstance(dataset, Dataset):
-        raise InputError(f"expected a Dataset, got {type(dataset).__name__}")
+    _require(network, ReLUNetwork, "network")
+    _require(dataset, Dataset, "dataset")
     if network.d != dataset.d:
         raise InputError(
             f"the network has input dimension {network.d} but the dataset has d = {dataset.d}"
@@ -281,8 +287,8 @@ class Trajectory:
         (certifier, clean error), excluded from ``seconds``; ``elapsed`` (R,) is ``seconds``
         accumulated at each record.
     config : dict
-        loss, lr, normalized, init_scale, init, adaptive, final_rate, seed, width, record_every,
-        steps requested.
+        loss, lr, normalized (the step-size rule, a :data:`STEP_RULES` name), init_scale, init,
+        adaptive, final_rate, seed, width, record_every, steps requested.
     """
 
     steps: np.ndarray
@@ -375,8 +381,7 @@ def _init_network(
 def _validate_train(
     dataset, width, loss, init_scale, lr, steps, record_every, max_norm, init
 ) -> None:
-    if not isinstance(dataset, Dataset):
-        raise InputError(f"dataset must be a kktsolver Dataset, got {type(dataset).__name__}")
+    _require(dataset, Dataset, "dataset")
     if init not in INITS:
         raise InputError(f"init must be one of {INITS}, got {init!r}")
     if init == "kinks" and dataset.d != 1:
@@ -418,13 +423,15 @@ def train(
 
         theta_{t+1} = theta_t - eta_t grad L(theta_t),   L(theta) = (1/m) sum_i l(y_i N_theta(x_i)),
 
-    with eta_t = lr (plain GD) or, with ``normalized=True``, the loss-based step size of the
-    implicit-bias literature (Lyu & Li 2020, section 5 and appendix; Nacson et al. 2019)
+    with eta_t = lr (plain GD) or, with ``normalized=True`` (= "loss-log"), the loss-based step
+    size of the implicit-bias literature (Lyu & Li 2020, section 5 and appendix)
 
         eta_t = lr / ( L(theta_t) * max(1, log(1 / L(theta_t))) ),
 
     which keeps the change of each margin per step bounded while ||theta||^2 grows about linearly
-    (plain GD: logarithmically), so the direction converges much faster. The gradient divided by L
+    (plain GD: logarithmically), so the direction converges much faster. ``normalized="loss"``
+    takes eta_t = lr / L (Nacson et al. 2019; ||theta|| then grows geometrically) and
+    ``normalized="grad"`` eta_t = lr / ||grad L|| (steps of length lr). The gradient divided by L
     is computed directly from log-domain weights (a softmax of -q for the exp loss), so nothing
     overflows or underflows to 0/0 at large margins. relu'(0) := 0.
 
@@ -446,8 +453,8 @@ def train(
         Maximum number of GD steps.
     seed : int or None
         Seed of the initialisation (``np.random.default_rng``).
-    normalized : bool
-        Use the loss-based step size above.
+    normalized : bool or {"constant", "loss", "loss-log", "grad"}
+        Step-size rule (:data:`STEP_RULES`): False = "constant", True = "loss-log"; see above.
     adaptive : bool
         Loss-based step-size scheduling as in Lyu & Li's experiments: the rate (``lr`` at first) is
         multiplied by 1.1 after every step that lowers the loss and halved, but not below ``lr``,
@@ -521,19 +528,20 @@ def train(
         clock["record"] += time.perf_counter() - t0
         return stop
 
-    ev = _evaluate(v, U, Xt, y, loss, normalized)
+    rule = _step_rule(normalized)
+    relative = rule != "constant"
+    ev = _evaluate(v, U, Xt, y, loss, relative)
     stopped = "callback" if record(0, ev) else "steps"
     step, last_recorded, rate = 0, 0, float(lr)
-    desc = f"GD ({loss}{', normalized' if normalized else ''})"
+    desc = f"GD ({loss}, step {rule})"
     with _progress(steps, progress, desc) as bar, np.errstate(over="ignore", invalid="ignore"):
         while step < steps and stopped == "steps":
             t0 = time.perf_counter()
-            # normalized: ev holds dL/dtheta / L already, and log(1/L) = -log_loss
-            eta = rate / max(1.0, -ev.log_loss) if normalized else rate
+            eta = _step_size(rule, rate, ev)
             v_new = v - eta * ev.grad_v
             U_new = U - eta * ev.grad_U
             step += 1
-            ev_new = _evaluate(v_new, U_new, Xt, y, loss, normalized)
+            ev_new = _evaluate(v_new, U_new, Xt, y, loss, relative)
             worse = not ev_new.log_loss <= ev.log_loss
             if adaptive and worse and rate > lr:
                 # rejected: theta stays, the attempt still counts as a step
@@ -572,7 +580,7 @@ def train(
     config = {
         "loss": loss,
         "lr": float(lr),
-        "normalized": bool(normalized),
+        "normalized": rule,
         "init_scale": float(init_scale),
         "init": init,
         "adaptive": bool(adaptive),
@@ -587,6 +595,38 @@ def train(
 
 #: factor by which ``adaptive=True`` grows the rate after an accepted step
 ADAPTIVE_GROWTH = 1.1
+
+#: step-size rules of :func:`train` (``normalized=``): eta_t = lr, lr / L, lr / (L max(1, log 1/L)),
+#: lr / ||grad L||
+STEP_RULES = ("constant", "loss", "loss-log", "grad")
+
+
+def _step_rule(normalized: bool | str) -> str:
+    """The step-size rule named by ``normalized``: False -> "constant", True -> "loss-log"."""
+    if normalized is False or normalized is None:
+        return "constant"
+    if normalized is True:
+        return "loss-log"
+    if normalized not in STEP_RULES:
+        raise InputError(
+            f"normalized must be True, False or one of {STEP_RULES}, got {normalized!r}"
+        )
+    return str(normalized)
+
+
+def _step_size(rule: str, rate: float, ev: _Eval) -> float:
+    """eta_t for the rule; for every rule but "constant", ``ev`` holds dL/dtheta / L.
+
+    "loss": eta = lr / L, so the step is lr * grad L / L. "loss-log": eta = lr / (L max(1,
+    log 1/L)) with log(1/L) = -log_loss. "grad": eta = lr / ||grad L||, a step of length lr.
+    """
+    if rule in ("constant", "loss"):
+        return rate
+    if rule == "loss-log":
+        return rate / max(1.0, -ev.log_loss)
+    g = float(np.sqrt(ev.grad_v @ ev.grad_v + np.sum(ev.grad_U * ev.grad_U)))
+    return rate / g if g > 0 else rate
+
 
 _RECORD_KEYS = (
     "steps",
@@ -639,10 +679,9 @@ def _make_trajectory(rec, dataset, stopped, gd_seconds, record_seconds, config) 
 class _Alignment:
     """An exact KKT point written in GD's width-n coordinates, up to how merged neurons are split.
 
-    ``group[j]`` is the group of GD neuron j (-1: its block carries no mass at the KKT point, or it
-    has no block); group g is a set of blocks whose optimal u_k are positive multiples of one
-    another with the same sign (they compute one neuron) and ``phi[g]`` its balanced single-neuron
-    vector (v, w, b) = (s sqrt(R), sqrt(R) e) with R = sum ||u_k||, e the common unit direction.
+    ``phi[g]`` is the balanced vector (v, w, b) of neuron g of the exact point after merging
+    parallel neurons of equal sign (``ReLUNetwork.merged``: they compute one neuron);
+    ``group[j]`` is the neuron g that GD neuron j is heading to (-1: none, or no block).
     """
 
     group: np.ndarray
@@ -650,30 +689,37 @@ class _Alignment:
 
 
 def _align(
-    neuron_blocks: list, blocks: list, U: np.ndarray, rel_atol: float, dir_tol: float
+    network: ReLUNetwork, neuron_blocks: list, sample: Any, exact: ReLUNetwork, tol: float
 ) -> _Alignment:
-    """Group the nonzero blocks (||u_k|| > rel_atol max ||u||) by sign and unit direction (within
-    dir_tol) and map each GD neuron to the group of its block."""
-    r = np.linalg.norm(U, axis=1)
-    live = r > rel_atol * max(float(r.max()), np.finfo(float).tiny)
-    e = np.zeros_like(U)
-    e[live] = U[live] / r[live, None]
-    gid = np.full(len(blocks), -1)
-    reps: list[int] = []
-    for k in np.flatnonzero(live):
-        for g, k0 in enumerate(reps):
-            if blocks[k0].sign == blocks[k].sign and np.linalg.norm(e[k0] - e[k]) <= dir_tol:
-                gid[k] = g
-                break
-        else:
-            gid[k] = len(reps)
-            reps.append(int(k))
-    phi = np.zeros((len(reps), 3))
-    for g, k0 in enumerate(reps):
-        R = float(r[gid == g].sum())
-        phi[g] = np.concatenate([[blocks[k0].sign * np.sqrt(R)], np.sqrt(R) * e[k0]])
-    index = {blk: k for k, blk in enumerate(blocks)}
-    group = np.array([-1 if blk is None else gid[index[blk]] for blk in neuron_blocks])
+    """Map each GD neuron to the exact neuron it is heading to.
+
+    Candidates for GD neuron j in block k are the exact neurons g of the same sign whose
+    direction e_g = (w_g, b_g) / ||(w_g, b_g)|| lies in the CLOSED cone of k (within ``tol``:
+    G1_k e_g >= -tol ||G1_k|| and R2_k e_g >= -tol ||R2_k||, ``subproblem.cone_rows``), so a
+    neuron whose kink sits on a data point is the target of the GD neurons of both adjacent cells
+    however the solver split or merged it; of several candidates the one with the largest
+    <theta_j, phi_g> is taken.
+    """
+    from .subproblem import cone_rows
+
+    ex = exact.merged(rtol=tol)
+    phi = np.column_stack([ex.v, ex.W, ex.b])
+    nrm = ex.neuron_norms()
+    E = np.column_stack([ex.W, ex.b]) / np.where(nrm > 0, nrm, 1.0)[:, None]
+    sign = np.sign(ex.v)
+    T = np.column_stack([network.v, network.W, network.b])
+    group = np.full(len(neuron_blocks), -1)
+    js = [j for j, blk in enumerate(neuron_blocks) if blk is not None]
+    if not js:
+        return _Alignment(group, phi)
+    G1, R2, pinned = cone_rows([neuron_blocks[j] for j in js], sample)
+    g1 = (G1 @ E.T) / np.linalg.norm(G1, axis=1)[:, None]
+    r2 = (R2 @ E.T) / np.linalg.norm(R2, axis=1)[:, None]
+    inside = (g1 >= -tol) & np.where(pinned[:, None], np.abs(r2) <= tol, r2 >= -tol)
+    for row, j in enumerate(js):
+        ok = np.flatnonzero(inside[row] & (sign == neuron_blocks[j].sign) & (nrm > 0))
+        if ok.size:
+            group[j] = int(ok[np.argmax(phi[ok] @ T[j])])
     return _Alignment(group, phi)
 
 
@@ -708,7 +754,8 @@ class LimitPoint:
         The block (``patterns.Block``) of each GD neuron on the data, None for a neuron that is zero
         there.
     subproblem : SubproblemResult
-        (C_B) for the distinct blocks B of the iterate, solved exactly (Clarabel, tight tolerances).
+        The interior-point solution of (C_B) for the distinct blocks B of the iterate (before the
+        polish).
     network : ReLUNetwork
         The balanced KKT point mapped from ``subproblem`` (one neuron per nonzero block).
     certificate : Certificate
@@ -718,7 +765,8 @@ class LimitPoint:
     objective : float
         1/2 ||theta*||^2 = sum_k ||u_k|| of the exact point (after polishing).
     polished : bool
-        Whether the Newton polish was applied (else theta* is the interior-point solution).
+        Whether the purified, Newton-polished point was kept (else theta* is the interior-point
+        solution); ``cell_gap`` is its relative duality gap over B (NaN if not polished).
     gd_objective : float
         1/2 ||theta~||^2 of the rescaled GD iterate theta~ = theta / sqrt(min margin) (>=
         ``objective``).
@@ -745,6 +793,7 @@ class LimitPoint:
     verdict: str
     objective: float
     polished: bool
+    cell_gap: float
     gd_objective: float
     angle: float
     angle_history: np.ndarray | None
@@ -757,187 +806,46 @@ class LimitPoint:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (the certificate and subproblem in summary form)."""
+        from dataclasses import asdict
+
         from .cli import to_jsonable
 
+        out = {key: getattr(self, key) for key in _LIMIT_SCALARS}
         cert = self.certificate
-        return to_jsonable(
-            {
-                "verdict": self.verdict,
-                "objective": self.objective,
-                "polished": self.polished,
-                "gd_objective": self.gd_objective,
-                "angle": self.angle,
-                "angle_history": self.angle_history,
-                "clean_error": self.clean_error,
-                "clean_error_gd": self.clean_error_gd,
-                "interval": self.interval,
-                "stationarity_residual": cert.stationarity_residual,
-                "relative_gap": cert.relative_gap,
-                "certificate_tolerances": cert.tolerances.to_dict(),
-                "subproblem_status": self.subproblem.status,
-                "blocks": [
-                    None
-                    if b is None
-                    else {
-                        "direction": b.direction,
-                        "gap": b.gap,
-                        "sign": b.sign,
-                        "pinned": b.pinned,
-                    }
-                    for b in self.neuron_blocks
-                ],
-                "network": self.network.to_dict(),
-                "seconds": self.seconds,
-                "solve_seconds": self.solve_seconds,
-                "certify_seconds": self.certify_seconds,
-            }
+        out.update(
+            stationarity_residual=cert.stationarity_residual,
+            relative_gap=cert.relative_gap,
+            certificate_tolerances=cert.tolerances.to_dict(),
+            subproblem_status=self.subproblem.status,
+            blocks=[None if b is None else asdict(b) for b in self.neuron_blocks],
+            network=self.network.to_dict(),
         )
+        return to_jsonable(out)
 
 
-def _ray(row: np.ndarray, other: np.ndarray | None) -> np.ndarray:
-    """Unit vector on the line {row . u = 0}, oriented so that other . u >= 0 (if given)."""
-    r = np.array([row[1], -row[0]])
-    if other is not None and other @ r < 0:
-        r = -r
-    return r / np.linalg.norm(r)
+#: the fields of :class:`LimitPoint` that ``to_dict`` copies as they are
+_LIMIT_SCALARS = (
+    "verdict",
+    "objective",
+    "polished",
+    "cell_gap",
+    "gd_objective",
+    "angle",
+    "angle_history",
+    "clean_error",
+    "clean_error_gd",
+    "interval",
+    "seconds",
+    "solve_seconds",
+    "certify_seconds",
+)
 
 
-def _polish(
-    sample: Any,
-    blocks: list,
-    U: np.ndarray,
-    lam: np.ndarray,
-    tol: float = 1e-7,
-    iters: int = 20,
-    drop: float = 1e-6,
-):
-    """Newton polish of an interior-point solution of (C_B) on its active system (MATH.md section
-    5).
-
-    Blocks with ||u_k|| <= drop * max ||u|| are dropped (interior-point remnants); margins with
-    lambda_i > tol max lambda are active; a block whose unit u_k is within tol of a cone edge is
-    kept on that ray, u_k = a_k r_k. The optimality system of (C_B) restricted to this active set,
-
-        y_i sum_k s_k [i in A_k] <u_k, x~_i> = 1                   (i active)
-        u_k / ||u_k|| = s_k sum_{i in A_k, active} lambda_i y_i x~_i   (interior block k)
-        <r_k, s_k sum_{i in A_k, active} lambda_i y_i x~_i> = 1        (block k on ray r_k)
-
-    is solved by Gauss-Newton (least squares steps, so degenerate multipliers do not break it).
-    Returns (blocks, U, lam) or None when the polished point leaves the cones, the sign constraints
-    or the feasible set (the caller then keeps the solver's point).
-    """
-    from .patterns import cone_constraints
-
-    m, xt, y = sample.m, sample.xt, sample.y
-    r = np.linalg.norm(U, axis=1)
-    if not r.size or r.max() <= 0:
-        return None
-    keep = r > drop * r.max()
-    blocks = [b for b, k in zip(blocks, keep, strict=True) if k]
-    U = U[keep]
-    S = np.flatnonzero(lam > tol * lam.max())
-    rays: list[np.ndarray | None] = []
-    for blk, u in zip(blocks, U, strict=True):
-        G, E = cone_constraints(blk, sample)
-        uu = u / np.linalg.norm(u)
-        if E.shape[0]:
-            rays.append(_ray(E[0], G[0]))
-            continue
-        slack = (G @ uu) / np.linalg.norm(G, axis=1)
-        tight = np.flatnonzero(slack <= tol)
-        if tight.size == 0:
-            rays.append(None)
-        elif tight.size == 1:
-            t = int(tight[0])
-            rays.append(_ray(G[t], G[1 - t]))
-        else:
-            rays.append(uu)
-    # variable layout: per block 2 (interior) or 1 (ray) entries, then lambda_S
-    offs, pos = [], 0
-    for ray in rays:
-        offs.append(pos)
-        pos += 2 if ray is None else 1
-    nb = pos
-    A = np.zeros((m, len(blocks)), dtype=bool)
-    for k, blk in enumerate(blocks):
-        A[blk.active(m), k] = True
-    sgn = np.array([blk.sign for blk in blocks], dtype=float)
-    z = np.empty(nb + S.size)
-    for k, (u, ray) in enumerate(zip(U, rays, strict=True)):
-        if ray is None:
-            z[offs[k] : offs[k] + 2] = u
-        else:
-            z[offs[k]] = float(u @ ray)
-    z[nb:] = lam[S]
-
-    def unpack(z):
-        Un = np.empty((len(blocks), 2))
-        for k, ray in enumerate(rays):
-            Un[k] = z[offs[k] : offs[k] + 2] if ray is None else z[offs[k]] * ray
-        return Un
-
-    def system(z):
-        Un, lS = unpack(z), z[nb:]
-        rows, jac = [], []
-        for i in S:  # margins
-            row = np.zeros(z.size)
-            for k in np.flatnonzero(A[i]):
-                g = y[i] * sgn[k] * xt[i]
-                if rays[k] is None:
-                    row[offs[k] : offs[k] + 2] = g
-                else:
-                    row[offs[k]] = g @ rays[k]
-            rows.append(row @ np.concatenate([z[:nb], np.zeros(S.size)]) - 1.0)
-            jac.append(row)
-        for k, ray in enumerate(rays):  # stationarity of each block
-            act = A[S, k]
-            gk = sgn[k] * (lS[act] * y[S][act]) @ xt[S][act]
-            dg = np.zeros((2, z.size))
-            dg[:, nb + np.flatnonzero(act)] = sgn[k] * y[S][act] * xt[S][act].T
-            if ray is None:
-                u = Un[k]
-                nu = np.linalg.norm(u)
-                rows.extend(u / nu - gk)
-                J = -dg
-                J[:, offs[k] : offs[k] + 2] += (np.eye(2) - np.outer(u, u) / nu**2) / nu
-                jac.extend(J)
-            else:
-                rows.append(1.0 - ray @ gk)
-                jac.append(-(ray @ dg))
-        return np.array(rows), np.array(jac)
-
-    F, J = system(z)
-    best = (float(np.linalg.norm(F)), z.copy())
-    for _ in range(iters):
-        dz = np.linalg.lstsq(J, -F, rcond=None)[0]
-        z = z + dz
-        F, J = system(z)
-        nF = float(np.linalg.norm(F))
-        if not np.isfinite(nF):
-            break
-        if nF < best[0]:
-            best = (nF, z.copy())
-        if nF <= 1e-15 * max(1.0, float(np.linalg.norm(z))):
-            break
-    z = best[1]
-    Un, lS = unpack(z), z[nb:]
-    lam_new = np.zeros(m)
-    lam_new[S] = lS
-    # accept only a point that is still feasible for (C_B) with valid multipliers
-    ok = bool(np.all(lS >= 0))
-    for k, (blk, ray) in enumerate(zip(blocks, rays, strict=True)):
-        G, _ = cone_constraints(blk, sample)
-        u = Un[k]
-        ok &= bool(np.all(G @ u >= -1e-12 * np.linalg.norm(G, axis=1) * np.linalg.norm(u)))
-        ok &= ray is None or z[offs[k]] >= 0
-    margins = y * np.einsum("ik,ik->i", A * sgn, xt @ Un.T)
-    ok &= bool(margins.min() >= 1 - 1e-12)
-    return (blocks, Un, lam_new) if ok else None
-
-
-#: Clarabel settings for the exact solve of a cell: far tighter than the defaults (1e-8); the Newton
-#: polish (:func:`_polish`) then takes the certificate's stationarity residual to ~1e-13.
-EXACT_SOLVER_OPTIONS = {
+#: Clarabel settings of the interior-point stage of :func:`solve_cell`, far tighter than its
+#: defaults (1e-8): the purification and Newton polish then start from the right active set, and
+#: when they are not kept (one round did not reach :data:`CELL_GAP`, e.g. on all 4m - 2 blocks at
+#: m = 200) the interior-point point itself certifies to ~3e-3 instead of ~1.
+EXACT_SOLVER_OPTIONS: dict[str, Any] = {
     "tol_gap_abs": 1e-12,
     "tol_gap_rel": 1e-12,
     "tol_feas": 1e-12,
@@ -945,27 +853,79 @@ EXACT_SOLVER_OPTIONS = {
     "max_iter": 500,
 }
 
+#: relative gap (objective - sum lambda / max(1, max_k rho_k)) / objective over the cell's own
+#: blocks below which the polished point of :func:`solve_cell` is accepted as the optimum of (C_B)
+CELL_GAP = 1e-9
+
 
 @dataclass(frozen=True, eq=False)
 class ExactCell:
-    """(C_B) solved by Clarabel and Newton-polished.
+    """(C_B) solved by interior point, then purified and Newton-polished.
 
-    ``U`` has the rows of ``subproblem.blocks``; ``network`` is the balanced network (zero blocks
-    pruned); ``polished`` says whether the polish was kept; ``seconds`` is build + solve + polish.
+    ``U`` has the rows of ``subproblem.blocks`` (a neuron on a kink shared by two blocks of B is
+    kept in one of them); ``network`` is the balanced network (zero blocks pruned); ``polished``
+    says whether the polish was kept (else ``U`` is the interior-point solution); ``gap`` is the
+    relative duality gap over the blocks of B of the returned point (NaN if not polished);
+    ``seconds`` is build + solve + polish.
     """
 
     subproblem: Any
     U: np.ndarray
     network: ReLUNetwork
     polished: bool
+    gap: float
     seconds: float
+
+
+def _polished_cell(sample: Any, blocks: list, sub: Any) -> tuple[np.ndarray, float] | None:
+    """``global_solver``'s purify -> merge -> Newton polish (MATH.md section 5) on the blocks B.
+
+    Returns (U with the rows of ``blocks``, relative gap over B) or None when the polish fails,
+    the polished point is infeasible, or its gap exceeds :data:`CELL_GAP`. Pinned blocks are not
+    supported by ``global_solver`` (free cones only): None.
+    """
+    from . import global_solver as gs
+
+    if any(blk.pinned for blk in blocks):
+        return None
+    tol = gs.GlobalTolerances()
+    try:
+        geo = gs._geometry(sample, blocks)  # global_solver has no public constructor of it yet
+        cols = gs.candidates(geo, sample, sub.U, sub.multipliers, tol)
+        lam_c = np.asarray(sub.multipliers)
+        rows = np.flatnonzero(
+            (margins_of(blocks, sample, sub.U) <= 1 + 1e-3) | (lam_c > 1e-6 * lam_c.max())
+        )
+        sup, lam = gs.purify(geo, sample, cols, rows, tol.lp_tol)
+        sup = gs.merge(sup, geo, tol.snap_rtol)
+        big = sup.beta > tol.polish_drop * sup.beta.max()
+        sup = gs.Support(sup.k[big], sup.D[big], sup.edge[big], sup.beta[big])
+        sup, lam, info = gs.polish(geo, sample, sup, lam > 1e-9 * lam.max(), lam, tol)
+    except SolverError:
+        return None
+    if not (info.converged and np.all(sup.beta >= 0) and np.all(lam >= 0)):
+        return None
+    U = np.zeros((len(blocks), 2))
+    np.add.at(U, sup.k, sup.U())
+    if margins_of(blocks, sample, U).min() < 1 - 1e-12:
+        return None
+    objective = float(np.sum(np.linalg.norm(U, axis=1)))
+    bound, _ = gs.lower_bound(geo, sample, lam)
+    gap = (objective - bound) / objective
+    return (U, gap) if gap <= CELL_GAP else None
 
 
 def solve_cell(
     sample: Any, blocks: list, solver_options: dict[str, Any] | None = None, polish: bool = True
 ) -> ExactCell:
-    """Solve (C_B) for the given 1-D blocks exactly: Clarabel at tight tolerances, then
-    :func:`_polish`.
+    """Solve (C_B) for the given 1-D blocks exactly.
+
+    ``subproblem.ConvexSubproblem(sample, blocks).solve(**solver_options)`` (Clarabel), then, with
+    ``polish=True`` and no pinned block, ``global_solver``'s stages on the block set B: purify
+    (an LP vertex over the candidate directions), merge, Newton on the KKT equations of the active
+    system. The polished point is kept only if it is feasible with multipliers lambda >= 0 whose
+    relative gap over B, (sum ||u_k|| - sum lambda / max(1, max_{k in B} rho_k)) / sum ||u_k||,
+    is <= :data:`CELL_GAP`: then it is the optimum of (C_B) to that accuracy.
 
     Raises
     ------
@@ -976,26 +936,18 @@ def solve_cell(
     from .subproblem import ConvexSubproblem
 
     t0 = time.perf_counter()
-    sub = ConvexSubproblem(sample, blocks).solve(**(solver_options or EXACT_SOLVER_OPTIONS))
+    opts = EXACT_SOLVER_OPTIONS if solver_options is None else solver_options
+    sub = ConvexSubproblem(sample, blocks).solve(**opts)
     if not sub.has_solution:
         raise SolverError(
             f"the convex subproblem of {len(blocks)} blocks returned status {sub.status!r} "
             f"({sub.solver_status})"
         )
-    U = np.asarray(sub.U, dtype=float)
-    polished = (
-        _polish(sample, list(blocks), U, np.asarray(sub.multipliers, dtype=float))
-        if polish
-        else None
-    )
-    if polished is not None:
-        index = {blk: k for k, blk in enumerate(blocks)}
-        U = np.zeros_like(U)
-        for blk, u in zip(polished[0], polished[1], strict=True):
-            U[index[blk]] = u
+    out = _polished_cell(sample, list(blocks), sub) if polish else None
+    U, gap = (np.array(sub.U, dtype=float), float("nan")) if out is None else out
     network = network_from_blocks(list(blocks), U).pruned()
     U.setflags(write=False)
-    return ExactCell(sub, U, network, polished is not None, time.perf_counter() - t0)
+    return ExactCell(sub, U, network, out is not None, gap, time.perf_counter() - t0)
 
 
 def limit_point(
@@ -1013,8 +965,9 @@ def limit_point(
     """Solve the convex subproblem of the final GD iterate's activation cell exactly and compare.
 
     The blocks B are those of the iterate's neurons (``patterns.block_of_neuron``; duplicates
-    collapsed). (C_B) is solved with Clarabel at tight tolerances; the optimum maps to a balanced
-    network theta* which is a KKT point of (P) (MATH.md F2; kinks may land on data points, which
+    collapsed). (C_B) is solved exactly by :func:`solve_cell` (interior point, then
+    ``global_solver``'s purification and Newton polish); the optimum maps to a balanced network
+    theta* which is a KKT point of (P) (MATH.md F2; kinks may land on data points, which
     ``certify`` handles).
 
     Parameters
@@ -1036,12 +989,12 @@ def limit_point(
     solver_options : dict, optional
         Clarabel settings (default :data:`EXACT_SOLVER_OPTIONS`).
     merge_tol : float
-        Blocks whose optimal unit directions u_k / ||u_k|| differ by at most this (same sign) count
-        as one neuron when aligning (they compute one function, e.g. two cells sharing a kink on a
-        data point).
+        Alignment tolerance (:func:`_align`): exact neurons whose unit directions differ by at most
+        this (same sign) count as one neuron, and an exact neuron within this of the closed cone of
+        a GD neuron's block is a candidate target of that GD neuron.
     polish : bool
-        Newton-polish the interior-point solution on its active system (:func:`_polish`); kept only
-        if the polished point stays feasible with nonnegative multipliers.
+        Purify and Newton-polish the interior-point solution (:func:`solve_cell`); kept only if
+        the polished point is feasible and optimal for (C_B) to :data:`CELL_GAP`.
 
     Raises
     ------
@@ -1096,7 +1049,7 @@ def limit_point(
     solve_seconds = cell.seconds
     polished = cell.polished
 
-    alignment = _align(list(neuron_blocks), blocks, U, 1e-9, merge_tol)
+    alignment = _align(net, list(neuron_blocks), sample, exact, merge_tol)
     angle = aligned_angle(net, alignment)
     history = None
     if history_from is not None:
@@ -1115,6 +1068,7 @@ def limit_point(
         verdict=str(cert.verdict),
         objective=float(np.sum(np.linalg.norm(U, axis=1))),
         polished=polished,
+        cell_gap=cell.gap,
         gd_objective=float(scaled.objective()),
         angle=angle,
         angle_history=history,

@@ -98,34 +98,62 @@ def v_run():
     return ds, tr, limit_point(tr)
 
 
-def test_limit_point_of_long_run_on_v_is_certified_global_optimum(v_run):
-    ds, tr, lp = v_run
-    assert lp.verdict == "global_min"
-    # independent check of the optimum: the full convex program over every block, in cvxpy
+def _cvxpy_cell_optimum(s: SortedSample, blocks: list) -> float:
+    """min of (C_B) written directly in cvxpy from MATH.md section 3 (free blocks)."""
     import cvxpy as cp
 
-    s = SortedSample.from_dataset(ds)
-    blocks = all_blocks(s.m)
     U = cp.Variable((len(blocks), 2))
     cons = []
     margin = [0] * s.m
     for k, blk in enumerate(blocks):
         act = np.arange(s.m)[blk.active(s.m)]
-        G = (
-            np.array([s.xt[i] for i in act]),
-            np.array([s.xt[i] for i in range(s.m) if i not in act]),
-        )
-        cons += [G[0] @ U[k] >= 0] + ([G[1] @ U[k] <= 0] if len(G[1]) else [])
+        inside = np.array([s.xt[i] for i in act])
+        outside = np.array([s.xt[i] for i in range(s.m) if i not in act])
+        cons += [inside @ U[k] >= 0] + ([outside @ U[k] <= 0] if len(outside) else [])
         for i in act:
             margin[i] = margin[i] + blk.sign * (s.xt[i] @ U[k])
+    assert not any(isinstance(mg, int) for mg in margin), "a point no block covers"
     cons += [s.y[i] * margin[i] >= 1 for i in range(s.m)]
     prob = cp.Problem(cp.Minimize(cp.sum(cp.norm(U, axis=1))), cons)
     prob.solve(solver="CLARABEL")
-    assert lp.objective == pytest.approx(prob.value, rel=1e-7)
+    return float(prob.value)
+
+
+def test_limit_point_of_long_run_on_v_is_certified_global_optimum(v_run):
+    ds, tr, lp = v_run
+    assert lp.verdict == "global_min"
+    # independent check of the optimum: the full convex program over every block, in cvxpy
+    s = SortedSample.from_dataset(ds)
+    value = _cvxpy_cell_optimum(s, all_blocks(s.m))
+    assert lp.objective == pytest.approx(value, rel=1e-7)
     assert lp.certificate.stationarity_residual <= 1e-9
     # the GD direction is close to it and its rescaled objective is above it
     assert lp.gd_objective >= lp.objective * (1 - 1e-12)
     assert lp.angle < 0.2
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_solve_cell_matches_cvxpy_and_is_polished(seed):
+    # a feasible block set: the support of the global optimum plus random extra free blocks
+    from kktsolver.certify import certify
+    from kktsolver.data import noisy_constant_1d
+    from kktsolver.gd import CELL_GAP, solve_cell
+    from kktsolver.global_solver import solve_global
+
+    ds = noisy_constant_1d(12, 0.25, seed=seed)
+    s = SortedSample.from_dataset(ds)
+    pool = all_blocks(s.m)
+    rng = np.random.default_rng(seed)
+    extra = [pool[k] for k in rng.choice(len(pool), size=6, replace=False)]
+    blocks = sorted(set(solve_global(ds).blocks) | set(extra))
+    cell = solve_cell(s, blocks)
+    assert cell.polished and cell.gap <= CELL_GAP
+    assert np.sum(np.linalg.norm(cell.U, axis=1)) == pytest.approx(
+        _cvxpy_cell_optimum(s, blocks), rel=1e-7
+    )
+    assert min(cell.network.margins(ds.X, ds.y)) >= 1 - 1e-12
+    # MATH.md F2: the optimum of (C_B) is a KKT point of (P)
+    assert certify(cell.network, ds).stationarity_residual <= 1e-9
 
 
 def test_angle_to_limit_decreases_along_the_run(v_run):
@@ -167,8 +195,18 @@ def test_aligned_angle_handles_permutation_and_split_neurons(three_point_v):
         block_of_neuron(float(w), float(bb), float(vv), s)
         for vv, w, bb in zip(net.v, net.W[:, 0], net.b, strict=True)
     ]
-    al = _align(nb, blocks, U, 1e-9, 1e-6)
+    al = _align(net, nb, s, base, 1e-6)
     assert aligned_angle(net, al) == pytest.approx(0.0, abs=1e-7)
+    # neuron 3 (kink on x = 0.5) moved 1e-7 to either side: its block is then a FREE block of an
+    # adjacent cell, whose closed cone still holds the exact neuron, so it is still matched
+    for shift in (-1e-7, 1e-7):
+        moved = ReLUNetwork(net.v, net.W, net.b + shift * np.eye(5)[3])
+        nb_m = [
+            block_of_neuron(float(w), float(bb), float(vv), s)
+            for vv, w, bb in zip(moved.v, moved.W[:, 0], moved.b, strict=True)
+        ]
+        assert not nb_m[3].pinned
+        assert aligned_angle(moved, _align(moved, nb_m, s, base, 1e-6)) < 1e-6
     # flipping the output sign of neuron 3 (block sign +1): it no longer matches its group
     net2 = ReLUNetwork(net.v * np.array([1, 1, 1, -1, 1]), net.W, net.b)
     a2 = aligned_angle(net2, al)
@@ -232,36 +270,50 @@ def test_cli_json(tmp_path, three_point_v, capsys):
     assert main(["gd", str(path), "--width", "0", "--steps", "10"]) == 2
 
 
-def test_pytorch_export_recipe(tmp_path, three_point_v):
-    torch = pytest.importorskip("torch")
-    from kktsolver.network import load_network
+@pytest.mark.parametrize("rule", ["constant", "loss", "loss-log", "grad"])
+def test_step_size_rules_take_the_documented_step(three_point_v, rule):
+    # one step from the initialisation, against theta_0 - eta grad L written from the formulas
+    lr = 0.05
+    tr = train(three_point_v, 4, lr=lr, steps=1, record_every=1, normalized=rule, clean=False)
+    net0 = tr.network_at(0)
+    value, grad = loss_and_gradient(net0, three_point_v)
+    eta = {
+        "constant": lr,
+        "loss": lr / value,
+        "loss-log": lr / (value * max(1.0, np.log(1.0 / value))),
+        "grad": lr / np.linalg.norm(grad),
+    }[rule]
+    np.testing.assert_allclose(tr.thetas[1], net0.theta - eta * grad, rtol=1e-12, atol=1e-15)
+    if rule == "grad":  # a step of length lr
+        assert np.linalg.norm(tr.thetas[1] - tr.thetas[0]) == pytest.approx(lr, rel=1e-12)
+    assert tr.config["normalized"] == rule
+    with pytest.raises(InputError, match="normalized"):
+        train(three_point_v, 4, steps=1, normalized="lr/2")
 
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(1, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1, bias=False)
-    )
-    model = model.double()
-    x = torch.tensor(three_point_v.X)
-    y = torch.tensor(three_point_v.y, dtype=torch.float64)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    for _ in range(20):
-        opt.zero_grad()
-        torch.exp(-y * model(x).squeeze(1)).mean().backward()
-        opt.step()
-    # --- the recipe of docs/gd.md ---
+
+def _doc_recipe() -> str:
+    """The first python block after the PyTorch heading of docs/gd.md (the documented recipe)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "gd.md").read_text()
+    section = text.split("### Certifying a network trained in PyTorch", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_pytorch_export_recipe(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    exec(compile(_doc_recipe(), "docs/gd.md", "exec"), ns)  # the recipe exactly as documented
+    model, data, net, lim = ns["model"], ns["data"], ns["net"], ns["lim"]
     first, last = model[0], model[2]
-    obj = {
-        "v": last.weight.detach().reshape(-1).tolist(),
-        "W": first.weight.detach().tolist(),
-        "b": first.bias.detach().tolist(),
-    }
-    (tmp_path / "net.json").write_text(json.dumps(obj))
-    # ---
-    net = load_network(tmp_path / "net.json")
-    assert (net.n, net.d) == (8, 1)
+    assert (net.n, net.d) == (first.out_features, first.in_features)
+    x = torch.tensor(data.X)
+    y = torch.tensor(data.y, dtype=torch.float64)
     with torch.no_grad():
         expected = model(x).squeeze(1).numpy()
-    np.testing.assert_allclose(net(three_point_v.X), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(net(data.X), expected, rtol=1e-12, atol=1e-12)
+    assert lim.certificate.stationarity_residual <= 1e-9  # the exact point of its cell
     # autograd is an independent check of loss_and_gradient (both use relu'(0) = 0)
     for name in ("exp", "logistic"):
         model.zero_grad()
@@ -275,6 +327,6 @@ def test_pytorch_export_recipe(tmp_path, three_point_v):
                 first.bias.grad.numpy(),
             ]
         )
-        value, grad = loss_and_gradient(net, three_point_v, name)
+        value, grad = loss_and_gradient(net, data, name)
         assert value == pytest.approx(float(loss.detach()), rel=1e-12)
         np.testing.assert_allclose(grad, auto, rtol=1e-10, atol=1e-14)
