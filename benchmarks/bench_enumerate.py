@@ -6,7 +6,8 @@ per minute at m = 200; on the seed setting (m = 200, p = 0.1, 5 seeds) the range
 found, the global optimum's, and how many sampled classes were local minima vs non-minimal KKT
 points.
 
-    python benchmarks/bench_enumerate.py [--quick] [--sample-seconds S]
+    python benchmarks/bench_enumerate.py [--quick] [--sample-seconds S] [--sampling-only]
+        [--enumeration-only] [--coverage-only] [--gd-width W --gd-steps T --gd-init-scale C]
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ import time
 import numpy as np
 
 from kktsolver.data import Dataset, noisy_constant_1d
-from kktsolver.enumeration import EnumTolerances, FunctionRegistry, enumerate_kkt, sample_kkt
+from kktsolver.enumeration import (
+    KKT_VERDICTS,
+    EnumTolerances,
+    FunctionRegistry,
+    enumerate_kkt,
+    sample_kkt,
+)
 from kktsolver.global_solver import solve_global
 
 
@@ -25,7 +32,8 @@ def enumeration_table(quick: bool) -> None:
     print("## complete enumeration (x sorted uniform on [0, 1], seed 0)")
     print(
         f"{'m':>3} {'labels':>14} {'seconds':>8} {'complete':>8} {'classes':>7} {'functions':>9} "
-        f"{'LPs':>6} {'subproblems':>11} {'global_min':>10} {'local_min':>9} {'kkt':>4}"
+        f"{'LPs':>6} {'primal LPs':>10} {'subproblems':>11} {'global_min':>10} {'local_min':>9} "
+        f"{'kkt':>4}"
     )
     rng = np.random.default_rng(0)
     cases = [
@@ -51,34 +59,37 @@ def enumeration_table(quick: bool) -> None:
         v = res.verdict_counts()
         print(
             f"{m:>3} {kind:>14} {secs:8.1f} {str(res.complete):>8} {res.count:7d} "
-            f"{res.n_functions:9d} {res.counters['lps']:6d} {res.counters['subproblems']:11d} "
+            f"{res.n_functions:9d} {res.counters['lps']:6d} "
+            f"{res.counters.get('primal_lps', 0):10d} "
+            f"{res.counters['subproblems']:11d} "
             f"{v.get('global_min', 0):10d} "
             f"{v.get('local_min', 0):9d} {v.get('kkt', 0):4d}"
         )
 
 
-def sampling_table(seconds: float, seeds: list[int]) -> None:
+STAGES = ("conic", "purify", "certify", "dedupe", "propose")
+
+
+def sampling_table(seconds: float, seeds: list[int], gd: dict) -> None:
     print(f"\n## sampling, seed setting m = 200, p = 0.1, {seconds:g} s per strategy and seed")
+    print(f"gradient_flow settings: {gd}")
     print(
-        f"{'seed':>4} {'strategy':>14} {'attempts':>8} {'classes':>7} {'per min':>7} {'global':>6} "
-        f"{'local':>5} {'kkt':>4} {'undec':>5} {'rejected':>8} {'err min':>8} {'err max':>8} "
-        f"{'err global':>10}"
+        f"{'seed':>4} {'strategy':>14} {'attempts':>8} {'classes':>7} {'per min':>7} "
+        f"{'on [0,1]':>8} {'global':>6} "
+        f"{'local':>5} {'kkt':>4} {'undec':>5} {'dup':>4} {'gave up':>7} {'err min':>8} "
+        f"{'err max':>8} {'err global':>10}  seconds in " + "/".join(STAGES)
     )
     totals: dict[str, list[float]] = {}
+    per_seed = []
     for seed in seeds:
         ds = noisy_constant_1d(200, 0.1, seed=seed)
         g = solve_global(ds)
+        reg = FunctionRegistry(EnumTolerances(function=1e-4))  # union over the strategies
+        union: dict[int, object] = {}
         for strategy in ("random", "local", "gradient_flow"):
             t0 = time.perf_counter()
             res = sample_kkt(
-                ds,
-                10_000,
-                strategy,
-                seed=seed,
-                time_budget=seconds,
-                progress=False,
-                gd_width=40,
-                gd_steps=2000,
+                ds, 10_000, strategy, seed=seed, time_budget=seconds, progress=False, **gd
             ).collect()
             secs = time.perf_counter() - t0
             v = res.verdict_counts()
@@ -87,18 +98,42 @@ def sampling_table(seconds: float, seeds: list[int]) -> None:
             hi = f"{max(errs):8.4f}" if errs else f"{'-':>8}"
             rate = 60 * res.count / secs
             totals.setdefault(strategy, []).append(rate)
+            for c in res.classes:
+                _, cid, new = reg.lookup(c.network, c.objective)
+                if new:
+                    union[cid] = c
+            stages = "/".join(f"{res.timings.get(k, 0.0):.1f}" for k in STAGES)
             print(
                 f"{seed:>4} {strategy:>14} {res.counters['attempts']:8d} {res.count:7d} "
-                f"{rate:7.1f} {v.get('global_min', 0):6d} {v.get('local_min', 0):5d} "
+                f"{rate:7.1f} {res.n_support_functions:8d} "
+                f"{v.get('global_min', 0):6d} {v.get('local_min', 0):5d} "
                 f"{v.get('kkt', 0):4d} {v.get('kkt_undecided', 0):5d} "
-                f"{res.counters['rejected_by_certificate']:8d} {lo} {hi} "
-                f"{g.clean_error:10.4f}"
+                f"{res.counters['duplicates']:4d} {res.counters.get('gave_up', 0):7d} "
+                f"{lo} {hi} {g.clean_error:10.4f}  {stages}"
             )
+        per_seed.append((seed, g.clean_error, list(union.values())))
     print(
         "\nmean distinct certified classes per minute: "
         + ", ".join(f"{k} {np.mean(r):.1f}" for k, r in totals.items())
         + " (target >= 200)"
     )
+    print(
+        "(a class is a (function on R, objective) pair; 'on [0,1]' counts distinct functions on "
+        "the clean-error interval, which is all the clean error sees)"
+    )
+    print("\n## seed setting summary (classes of all three strategies, deduplicated)")
+    print(
+        f"{'seed':>4} {'classes':>7} {'err min':>8} {'err max':>8} {'err global':>10} "
+        f"{'global_min':>10} {'local_min':>9} {'kkt (not min)':>13} {'undecided':>9}"
+    )
+    for seed, g_err, classes in per_seed:
+        errs = [c.clean_error for c in classes]
+        cnt = {k: sum(c.verdict == k for c in classes) for k in KKT_VERDICTS}
+        print(
+            f"{seed:>4} {len(classes):7d} {min(errs):8.4f} {max(errs):8.4f} {g_err:10.4f} "
+            f"{cnt['global_min']:10d} {cnt['local_min']:9d} {cnt['kkt']:13d} "
+            f"{cnt['kkt_undecided']:9d}"
+        )
 
 
 def coverage_table(seconds: float) -> None:
@@ -133,14 +168,23 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="m <= 5 and one seed, 20 s per strategy")
     ap.add_argument("--sample-seconds", type=float, default=60.0)
     ap.add_argument("--coverage-only", action="store_true", help="only the m = 6 coverage table")
+    ap.add_argument("--sampling-only", action="store_true", help="only the m = 200 tables")
+    ap.add_argument("--enumeration-only", action="store_true", help="only the m <= 6 table")
+    ap.add_argument("--gd-width", type=int, default=200)
+    ap.add_argument("--gd-steps", type=int, default=500)
+    ap.add_argument("--gd-init-scale", type=float, default=0.3)
     args = ap.parse_args()
+    gd = dict(gd_width=args.gd_width, gd_steps=args.gd_steps, gd_init_scale=args.gd_init_scale)
     if args.coverage_only:
         coverage_table(30.0)
         return
-    enumeration_table(args.quick)
-    coverage_table(30.0)
+    if not args.sampling_only:
+        enumeration_table(args.quick)
+        if args.enumeration_only:
+            return
+        coverage_table(30.0)
     sampling_table(
-        20.0 if args.quick else args.sample_seconds, [0] if args.quick else [0, 1, 2, 3, 4]
+        20.0 if args.quick else args.sample_seconds, [0] if args.quick else [0, 1, 2, 3, 4], gd
     )
 
 

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from kktsolver.certify import certify
+from kktsolver.certify import CertTolerances, certify
 from kktsolver.data import Dataset, save_dataset
 from kktsolver.enumeration import (
     EnumTolerances,
     FunctionRegistry,
     enumerate_kkt,
     extreme_kkt,
+    fast_certificate,
     sample_kkt,
 )
 from kktsolver.errors import InputError
@@ -341,13 +342,20 @@ def test_extreme_is_exact_when_complete():
         assert ex.best.clean_error == pytest.approx(pick(c.clean_error for c in full.classes))
 
 
+FIVE = ([0.05, 0.2, 0.3, 0.55, 0.9], (1, -1, 1, 1, -1))
+
+
+@pytest.fixture(scope="module")
+def five_point_enumeration():
+    ds = dataset(*FIVE)
+    return ds, enumerate_kkt(ds, progress=False).collect()
+
+
 @pytest.mark.parametrize("strategy", ["random", "local", "gradient_flow"])
-def test_samples_are_certified_enumerated_classes(strategy):
+def test_samples_are_certified_enumerated_classes(strategy, five_point_enumeration):
     """Every sampled class is one of the complete enumeration's vertex classes (a sampled optimum
-    is moved
-    to a vertex of its face), and is certified KKT."""
-    ds = dataset([0.05, 0.2, 0.3, 0.55, 0.9], (1, -1, 1, 1, -1))
-    full = enumerate_kkt(ds, progress=False).collect()
+    is moved to a vertex of its face), and is certified KKT."""
+    ds, full = five_point_enumeration
     assert full.complete
     got = sample_kkt(
         ds, 3, strategy, seed=1, max_attempts=25, progress=False, gd_steps=200
@@ -356,6 +364,123 @@ def test_samples_are_certified_enumerated_classes(strategy):
     for c in got.classes:
         assert c.verdict in KKT and c.certificate.min_margin >= 1 - 1e-7
         assert any(same_class(c.network, d.network) for d in full.classes), c.objective
+
+
+def _agrees(fast, full) -> bool:
+    """A fast verdict must be certify's, a rejection certify's not_kkt (or its global_min "by the
+    certified interval alone", which is not stationary either); None defers to certify."""
+    if fast is None:
+        return True
+    if isinstance(fast, str):
+        alone = any("interval alone" in n for n in full.notes)
+        return full.verdict == fast or alone
+    return fast.verdict == full.verdict
+
+
+def test_fast_certificate_agrees_with_certify_on_enumerated_points(five_point_enumeration):
+    """Every enumerated class (global, local and non-minimal KKT points, with and without kinks on
+    data points) and a non-stationary perturbation of each: fast_certificate never contradicts
+    certify, and decides the KKT points without spare neurons that have no kink with
+    sigma = +1 on an active point (MATH.md F4)."""
+    from kktsolver.global_solver import solve_global
+
+    ds, full = five_point_enumeration
+    g = solve_global(ds)
+    tol = full.cert_tolerances
+    decided = 0
+    for c in full.classes:
+        fast = fast_certificate(c.network, ds, tol, g)
+        ref = certify(c.network, ds, tol=tol)
+        assert _agrees(fast, ref), (c.objective, fast, ref.verdict)
+        if fast is not None:
+            decided += 1
+            assert fast.stationarity_residual <= ref.stationarity_residual + 1e-9  # exact NNLS
+            # multipliers: lambda >= 0, 0 <= mu <= lambda_i, Euler 1/2||theta||^2 = sum lambda
+            assert np.all(fast.multipliers >= 0)
+            assert all(0 <= mu <= fast.multipliers[i] * (1 + 1e-9) for i, _, mu in fast.mu)
+            assert fast.euler_residual < 1e-6
+        net = c.network
+        bent = ReLUNetwork(net.v * np.linspace(1.0, 1.05, net.n), net.W, net.b)
+        mm = np.min(bent.margins(ds.X, ds.y))
+        if mm > 0:
+            bent = bent.scaled(1 / np.sqrt(mm))
+            assert _agrees(fast_certificate(bent, ds, tol, g), certify(bent, ds, tol=tol))
+    assert decided >= full.count // 2
+    # spare neurons are left to certify
+    assert fast_certificate(full.classes[0].network, ds, tol, g, width=9) is None
+
+
+def test_fast_certificate_two_kinks_on_one_point(three_point_v):
+    """The 3-point V's global optimum has both kinks on x = 0.5 (two kink pairs on one point:
+    the orderings of mu_1, mu_2 in [0, lambda] are enumerated); it is certified global."""
+    from kktsolver.global_solver import solve_global
+
+    g = solve_global(three_point_v)
+    fast = fast_certificate(g.network, three_point_v, CertTolerances(), g)
+    ref = certify(g.network, three_point_v)
+    assert ref.verdict == "global_min" and fast is not None and fast.verdict == "global_min"
+    assert fast.stationarity_residual <= 1e-8 and len(fast.mu) == 2
+
+
+def test_samples_at_m30_are_certified_and_agree_with_certify():
+    """m > POLISH_MAX_M uses the fast path throughout; certify confirms every sampled class."""
+    from kktsolver.data import noisy_constant_1d
+
+    ds = noisy_constant_1d(30, 0.25, seed=2)
+    res = sample_kkt(ds, 6, "local", seed=0, max_attempts=40, progress=False).collect()
+    assert res.count >= 2 and res.counters.get("fast_certificates", 0) >= 1
+    for c in res.classes:
+        ref = certify(c.network, ds, tol=res.cert_tolerances)
+        assert ref.verdict == c.verdict, (c.verdict, ref.verdict)
+
+
+def test_primal_feasibility_lp_matches_the_conic_solver():
+    """The LP feasibility test that replaces infeasible interior-point solves agrees with Clarabel
+    on random block subsets (m = 4, free and pinned blocks)."""
+    from kktsolver.enumeration import _PrimalFeasibility
+    from kktsolver.patterns import SortedSample
+    from kktsolver.subproblem import ConvexSubproblem
+
+    ds = dataset(LAYOUTS["irregular"], (1, -1, -1, 1))
+    sample = SortedSample.from_dataset(ds)
+    blocks = all_blocks(4, pinned=True)
+    lp = _PrimalFeasibility(sample, blocks)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(40):
+        pick = sorted(rng.choice(len(blocks), size=int(rng.integers(1, 5)), replace=False))
+        for k in pick:
+            lp.switch(int(k), True)
+        got = lp.feasible()
+        for k in pick:
+            lp.switch(int(k), False)
+        ref = ConvexSubproblem(sample, [blocks[k] for k in pick]).solve()
+        assert got == (ref.status != "infeasible"), [blocks[k] for k in pick]
+        seen.add(got)
+    assert seen == {True, False}
+
+
+def test_extreme_attempt_budget_is_reproducible():
+    from kktsolver.data import noisy_constant_1d
+
+    ds = noisy_constant_1d(25, 0.2, seed=1)
+    a = extreme_kkt(ds, "max_error", budget=9, seed=2)
+    b = extreme_kkt(ds, "max_error", budget=9, seed=2)
+    assert not a.exact and a.search == "sample" and a.best is not None
+    assert a.best.objective == b.best.objective and a.n_classes == b.n_classes
+    assert sum(a.effort[f"{s}_attempts"] for s in ("local", "random", "gradient_flow")) <= 9
+    assert a.clean_error_range[1] == a.best.clean_error
+    with pytest.warns(DeprecationWarning, match="time_budget"):
+        c = extreme_kkt(dataset([0.1, 0.5, 0.9], (1, -1, 1)), "min_error", 30.0)
+    assert c.exact
+    with pytest.raises(InputError, match="budget"):
+        extreme_kkt(ds, "max_error", budget=0)
+
+
+def test_node_limit_stops_the_enumeration():
+    ds = dataset(LAYOUTS["regular"], (1, -1, 1, -1))
+    res = enumerate_kkt(ds, max_nodes=3, progress=False).collect()
+    assert res.stopped == "max_nodes" and not res.complete and res.counters["nodes"] == 3
 
 
 def test_sampling_is_reproducible():
@@ -391,6 +516,13 @@ def test_cli_enumerate_streams_json_lines(tmp_path, capsys):
         net = ReLUNetwork.from_dict(c["network"])
         assert net.objective() == pytest.approx(c["objective"], rel=1e-9)
     assert min(c["objective"] for c in classes) == pytest.approx(35.6107, abs=1e-3)
+
+
+def test_cli_helper_module_is_not_a_command():
+    from kktsolver.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.choices and "sample" in a.choices)
+    assert "enumerate" in sub.choices and not any(c.startswith("_") for c in sub.choices)
 
 
 def test_cli_sample_and_errors(tmp_path, capsys):

@@ -11,26 +11,25 @@ import argparse
 
 from ..data import load_dataset
 from ..enumeration import STRATEGIES, sample_kkt
-from .enumerate import add_common, stream
+from ._common import add_common, add_data_argument, stream
 
 NAME = "sample"
 HELP = (
     "Sample distinct certified KKT classes of the max-margin problem on a 1-D dataset with a "
-    "search "
-    "strategy (random block sets, local kink moves, or gradient-flow activation patterns)."
+    "search strategy (random block sets, local kink moves, or gradient-flow activation patterns)."
 )
+
+#: sample_kkt keywords taken from the command line as they are
+_OPTIONS = ("seed", "time_budget", "max_attempts", "width", "gd_width", "gd_init_scale", "gd_steps")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", help="1-D dataset (.csv with header x,y, or .npz)")
+    add_data_argument(parser)
     parser.add_argument("--n", type=int, required=True, help="stop after N distinct KKT classes")
     parser.add_argument(
         "--strategy", choices=STRATEGIES, required=True, help="how block sets are proposed"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument(
-        "--time-budget", type=float, default=None, metavar="S", help="stop after S seconds"
-    )
     parser.add_argument(
         "--max-attempts",
         type=int,
@@ -53,18 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    dataset = load_dataset(args.data)
-    classes = sample_kkt(
-        dataset,
-        args.n,
-        args.strategy,
-        seed=args.seed,
-        time_budget=args.time_budget,
-        max_attempts=args.max_attempts,
-        width=args.width,
-        gd_width=args.gd_width,
-        gd_init_scale=args.gd_init_scale,
-        gd_steps=args.gd_steps,
-        progress=True,
-    )
+    options = {k: getattr(args, k) for k in _OPTIONS}
+    classes = sample_kkt(load_dataset(args.data), args.n, args.strategy, progress=True, **options)
     return stream(classes, args.json)
