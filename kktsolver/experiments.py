@@ -212,10 +212,19 @@ def expand_units(config: SweepConfig) -> list[dict[str, Any]]:
         for t in targets:
             if t not in ("max_error", "min_error"):
                 raise InputError(f"{w}: target must be max_error or min_error, got {t!r}")
-        budget = float(sec.get("budget", 5.0))
+        if "budget" in sec:
+            raise InputError(
+                f"{w}: 'budget' was replaced by 'attempts' (sampling attempts, reproducible) and "
+                "an optional 'time_budget' (seconds)"
+            )
+        attempts = int(sec.get("attempts", 30))
+        if attempts < 1:
+            raise InputError(f"{w}: attempts must be a positive integer, got {attempts}")
+        cap = sec.get("time_budget")
+        extra = {"attempts": attempts} | ({} if cap is None else {"time_budget": float(cap)})
         for m, p, s in instances:
             for t in targets:
-                units.append(base("extreme", m, p, s, {"target": t, "budget": budget}))
+                units.append(base("extreme", m, p, s, {"target": t, **extra}))
     sec = raw.get("enumerate", {})
     if sec.get("enabled", True) and "enumerate" in raw:
         w = f"{where} [enumerate]"
@@ -386,9 +395,14 @@ def _method_sample(ds: Dataset, params: dict[str, Any], config: dict[str, Any]) 
 
 
 def _method_extreme(ds: Dataset, params: dict[str, Any], config: dict[str, Any]) -> list[dict]:
-    """The KKT class of largest / smallest clean error found within ``budget`` seconds."""
+    """The KKT class of largest / smallest clean error found in ``attempts`` sampling attempts."""
     res = _enumeration().extreme_kkt(
-        ds, params["target"], float(params["budget"]), seed=_derived_seed(config), progress=False
+        ds,
+        params["target"],
+        int(params["attempts"]),
+        time_budget=params.get("time_budget"),
+        seed=_derived_seed(config),
+        progress=False,
     )
     if res.best is None:
         return []

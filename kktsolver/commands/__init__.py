@@ -1,1 +1,1 @@
-"""Subcommands of the ``kktsolver`` command line, one module each (discovered by :mod:`kktsolver.cli`)."""
+"""Subcommands of the ``kktsolver`` command line, one module each, found by :mod:`kktsolver.cli`."""
