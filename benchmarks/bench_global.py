@@ -6,10 +6,12 @@ m = 500, the all-gaps chain program of kktsolver.scale from m = 500 on; the "pat
 which ran) with its relative gap and min margin, the sparse conic stage alone (skipped above
 --conic-max), and the plain cvxpy model with O(m^2) explicit pattern
 constraints solved by Clarabel (skipped where its predicted time exceeds the budget), plus the
-ratios.
+ratios. With --certify-max M (default 2000) the returned network is also judged by
+``kktsolver.certify`` (verdict and relative stationarity residual; m <= M only, its cost is not
+in "sparse s").
 
     /work/venv/bin/python benchmarks/bench_global.py [--sizes 100 300 1000 10000] [--budget 60]
-        [--method auto|conic|scale] [--conic-max 3000]
+        [--method auto|conic|scale] [--conic-max 3000] [--certify-max 2000]
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ def main() -> None:
         "--conic-max", type=int, default=3000, help="largest m for the conic-stage-alone timing"
     )
     ap.add_argument(
+        "--certify-max", type=int, default=2000, help="largest m judged by kktsolver.certify"
+    )
+    ap.add_argument(
         "--sweep",
         action="store_true",
         help="instead: acceptance sweep m in {500, 1000, 2000} x p in {0.01, 0.05, 0.1, 0.2, 0.4} "
@@ -99,7 +104,14 @@ def main() -> None:
             dense_s=None,
             dense_obj=None,
             dense_margin=None,
+            verdict="-",
+            residual=float("nan"),
         )
+        if m <= args.certify_max:
+            from kktsolver.certify import certify
+
+            c = certify(r.network, ds)
+            row["verdict"], row["residual"] = c.verdict, c.stationarity_residual
         predicted = None if last_dense is None else last_dense[1] * (m / last_dense[0]) ** 2.5
         if predicted is None or predicted <= args.budget:
             t = time.perf_counter()
@@ -161,7 +173,7 @@ def _print_row(row: dict) -> None:
     if not getattr(_print_row, "header", False):
         print(
             f"{'m':>6} | {'sparse s':>9} {'rel gap':>9} {'min margin':>18} {'status':>10} "
-            f"{'rounds':>6} {'path':>12} "
+            f"{'rounds':>6} {'path':>12} {'certify':>10} {'stat res':>8} "
             f"{'conic s':>8} | {'dense s':>8} {'dense min margin':>17}"
         )
         _print_row.header = True
@@ -172,7 +184,8 @@ def _print_row(row: dict) -> None:
     )
     print(
         f"{row['m']:>6} | {row['sparse_s']:9.2f} {row['gap']:9.1e} {row['min_margin']:18.15f} "
-        f"{row['status']:>10} {row['rounds']:>6} {row['path']:>12} {row['conic_s']:8.2f} | {dense}",
+        f"{row['status']:>10} {row['rounds']:>6} {row['path']:>12} {row['verdict']:>10} "
+        f"{row['residual']:8.1e} {row['conic_s']:8.2f} | {dense}",
         flush=True,
     )
 

@@ -1,7 +1,8 @@
 """Certified global minimum of (P) in 1-D via the convex program over all activation patterns.
 
 conic solve -> purify (LP vertex) -> merge -> polish (Newton on the KKT equations) -> scale to exact
-feasibility -> certified lower bound from the dual norms rho_k (MATH.md sections 3-5).
+feasibility -> certified lower bound from the dual norms rho_k (MATH.md sections 3-5) -> kink
+refinement + complementarity Newton (a stationary network: certify residual ~1e-11).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ __all__ = [
     "purify",
     "merge",
     "polish",
+    "refine_kinks",
+    "stationarize",
     "lower_bound",
     "restore_feasibility",
 ]
@@ -437,6 +440,7 @@ def purify(
     rows: np.ndarray | None = None,
     lp_tol: float = 1e-10,
     max_cuts: int = 20,
+    time_limit: float = 10.0,
 ) -> tuple[Support, np.ndarray]:
     """Stage 2 (Caratheodory): a VERTEX of the LP over the masses beta_j >= 0 of fixed directions
     d_j,
@@ -461,7 +465,7 @@ def purify(
             opts = {
                 "primal_feasibility_tolerance": tol_,
                 "dual_feasibility_tolerance": tol_,
-                "time_limit": 10.0,
+                "time_limit": time_limit,
             }
             res = linprog(
                 np.ones(nc),
@@ -704,6 +708,370 @@ def polish(
     return Support(k, D, sup.edge.copy(), beta), lam, PolishInfo(it, fn, nI, converged, msg)
 
 
+# --------------------------------------------------------------------------- stationarity polish
+
+
+@dataclass(frozen=True)
+class StationarizeInfo:
+    """What :func:`stationarize` did: Newton iterations (all passes), final max-norm of the
+    dimensionless KKT residual, passes (a pass restarts after interior neurons were moved onto a
+    cone edge), neurons dropped (mass 0 at the solution), candidate margins, success."""
+
+    iterations: int
+    residual: float
+    passes: int
+    dropped: int
+    n_candidates: int
+    converged: bool
+    message: str = ""
+
+
+def _fb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Fischer-Burmeister function a + b - sqrt(a^2 + b^2): zero iff a >= 0, b >= 0, ab = 0."""
+    return a + b - np.hypot(a, b)
+
+
+def _fb_grad(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An element of the (semismooth) generalised gradient of :func:`_fb`: (1 - a/r, 1 - b/r),
+    and (1 - 1/sqrt 2, 1 - 1/sqrt 2) at a = b = 0."""
+    r = np.hypot(a, b)
+    safe = np.where(r > 0, r, 1.0)
+    c = 1.0 - np.sqrt(0.5)
+    return np.where(r > 0, 1.0 - a / safe, c), np.where(r > 0, 1.0 - b / safe, c)
+
+
+def stationarize(
+    geo: _Geometry,
+    sample: SortedSample,
+    sup: Support,
+    lam0: np.ndarray,
+    candidates_mask: np.ndarray,
+    tol: GlobalTolerances,
+    max_passes: int = 4,
+    repair: str | None = "drop-ray",
+) -> tuple[Support, np.ndarray, StationarizeInfo]:
+    """Newton on the KKT system of a 1-D support WITH complementarity (MATH.md sections 2, 5).
+
+    :func:`polish` imposes rho_k = 1 on every support block and margin = 1 on every active point:
+    a square system with NO solution when the support or the active set of a value-optimal LP
+    vertex is slightly wrong (measured m = 30, p = 0.25, seed 4: residual stuck at 9e-9 after 60
+    steps). Here every block and every candidate point carries a complementarity pair, written
+    with the Fischer-Burmeister function phi(a, b) = a + b - sqrt(a^2 + b^2) (zero iff a, b >= 0
+    and ab = 0; semismooth Newton):
+
+        u_k = beta_k s_k g_k(lambda),  phi(beta_k / sb, 1 - ||g_k(lambda)||) = 0   interior
+        phi(alpha_k / sb, 1 - <e_k, s_k g_k(lambda)>) = 0                      ray on edge e_k
+        phi(lambda_i / sl, y_i N(x_i) - 1) = 0                                 candidate i
+
+    with g_k = G_stop - G_start (prefix sums of lambda_i y_i x~_i, unknowns), the margins N by
+    the prefix/suffix sums P, Q (unknowns), sb = max beta, sl = max lambda (dimensionless rows).
+    A neuron that should not exist can take beta = 0 and a point that is not active lambda = 0.
+    Each step is the regularised Gauss-Newton step of :func:`_regularised_step` with a
+    backtracking line search on the 2-norm of the (dimensionless) residual. After a pass:
+
+    * an interior direction clearly outside its cone (its kink crossed a data point) moves to the
+      neighbouring block of the same facing and sign that contains it (else onto the edge it
+      crossed), and Newton restarts (measured m = 300, seed 0: this is what makes it converge);
+    * a pass that does not converge gets the ``repair`` of :func:`_repair` on the neurons whose
+      rows keep the residual, and Newton restarts (at most ``max_passes`` passes).
+
+    Returns the support (zero-mass neurons dropped), lambda (sorted order, zero off the
+    candidates) and :class:`StationarizeInfo`.
+    """
+    m = sample.m
+    xt, y = sample.xt, sample.y
+    C = np.flatnonzero(candidates_mask)
+    nC = C.size
+    sup = Support(sup.k.copy(), sup.D.copy(), sup.edge.copy(), sup.beta.copy())
+    lam = np.zeros(m)
+    lam[C] = np.maximum(lam0[C], 0.0)
+    total_it, passes, fn, converged, msg = 0, 0, np.inf, False, ""
+    first_converged = None
+    for passes in range(1, max_passes + 1):  # noqa: B007 (reported)
+        sup, lam, it, fn, converged, msg, moved, conflict = _stationarize_pass(
+            geo, sample, sup, lam, C, tol, xt, y
+        )
+        total_it += it
+        if converged and not moved:
+            break
+        if converged and first_converged is None:  # (a kink crossed a point: try both)
+            first_converged = (_live(sup), lam.copy())
+        if moved or not conflict.any() or repair is None:
+            continue
+        sup = _repair(geo, sup, conflict, repair)
+    live = sup.beta > 0
+    dropped = int((~live).sum())
+    out = Support(sup.k[live], sup.D[live], sup.edge[live], sup.beta[live])
+    if not converged and first_converged is not None:
+        out, lam = first_converged
+        converged, msg = True, msg + "; returned the first converged pass (a kink off its block)"
+    info = StationarizeInfo(total_it, fn, passes, dropped, nC, converged, msg)
+    return out, lam, info
+
+
+def _live(sup: Support) -> Support:
+    """The neurons of nonzero mass (merging a zero-mass neuron would divide by zero)."""
+    keep = sup.beta > 0
+    return Support(sup.k[keep], sup.D[keep], sup.edge[keep], sup.beta[keep])
+
+
+def _repair(geo: _Geometry, sup: Support, conflict: np.ndarray, how: str) -> Support:
+    """Change the support where Newton found no solution (``conflict``: neurons whose rows keep
+    the residual). "drop-ray": remove the conflicting rays; "drop-interior": remove the
+    conflicting interior neurons; "snap": put the conflicting interior neurons on their nearest
+    cone edge (kink ON the data point) and merge them with a ray already there."""
+    interior = sup.edge == 0
+    if how == "unsnap":  # the conflicting rays become interior neurons of their own block
+        edge = np.where(conflict, 0, sup.edge)
+        return Support(sup.k, sup.D, edge, sup.beta)
+    if how == "drop-ray":
+        keep = ~(conflict & ~interior)
+    elif how == "drop-interior":
+        keep = ~(conflict & interior)
+    else:
+        D, edge = sup.D.copy(), sup.edge.copy()
+        j = np.flatnonzero(conflict & interior)
+        kk = sup.k[j]
+        g1 = np.einsum("kj,kj->k", geo.G1[kk], D[j]) / np.linalg.norm(geo.G1[kk], axis=1)
+        g2 = np.einsum("kj,kj->k", geo.R2[kk], D[j]) / np.linalg.norm(geo.R2[kk], axis=1)
+        first = (g1 <= g2) & ~np.isnan(geo.E1[kk, 0])
+        second = (g1 > g2) & ~np.isnan(geo.E1[kk, 0])
+        D[j[first]], edge[j[first]] = geo.E1[kk[first]], 1
+        D[j[second]], edge[j[second]] = geo.E2[kk[second]], 2
+        return merge(_live(Support(sup.k, D, edge, sup.beta)), geo, 1e-12)
+    return Support(sup.k[keep], sup.D[keep], sup.edge[keep], sup.beta[keep])
+
+
+def _stationarize_pass(geo, sample, sup, lam, C, tol, xt, y, accept=1e-10, max_newton=40):
+    """One Newton solve of :func:`stationarize` with a fixed interior/ray split; a line-search
+    stall counts as converged only below ``accept`` (the dimensionless rounding level)."""
+    m = sample.m
+    nC = C.size
+    k = sup.k
+    interior = sup.edge == 0
+    ki, kr = np.flatnonzero(interior), np.flatnonzero(~interior)
+    nint, nray = ki.size, kr.size
+    o_lam, o_G = 0, nC
+    o_u = o_G + 2 * m
+    o_b = o_u + 2 * nint
+    o_a = o_b + nint
+    n = o_a + nray + 4 * m
+    cols_u = Support(np.repeat(k[ki], 2), np.tile(np.eye(2), (nint, 1)), np.zeros(2 * nint, int))
+    cols_r = Support(k[kr], sup.D[kr], sup.edge[kr])
+    r1, c1, v1, iP, iQ = _chain_matrix(geo, sample, cols_u, o_u, n)
+    r2, c2, v2, _, _ = _chain_matrix(geo, sample, cols_r, o_a, n)
+    keep2 = c2 < o_a + nray
+    lin_rows, lin_cols, lin_vals = [r1, r2[keep2]], [c1, c2[keep2]], [v1, v2[keep2]]
+    row0 = 4 * m
+    jj = np.arange(m)
+    gidx = o_G + 2 * jj[:, None] + np.arange(2)
+    rg = row0 + 2 * jj[:, None] + np.arange(2)
+    lin_rows += [rg.ravel(), rg[1:].ravel(), rg[C].ravel()]
+    lin_cols += [gidx.ravel(), gidx[:-1].ravel(), np.repeat(o_lam + np.arange(nC), 2)]
+    lin_vals += [np.ones(2 * m), -np.ones(2 * m - 2), -(y[C, None] * xt[C]).ravel()]
+    row0 += 2 * m
+    rm = row0 + np.arange(nC)
+    r_int = row0 + nC + np.arange(2 * nint).reshape(nint, 2)
+    r_nrm = row0 + nC + 2 * nint + np.arange(nint)
+    r_ray = row0 + nC + 3 * nint + np.arange(nray)
+    L = sparse.csr_matrix(
+        (np.concatenate(lin_vals), (np.concatenate(lin_rows), np.concatenate(lin_cols))),
+        shape=(n, n),
+    )
+    s_i, s_r = geo.sign[k[ki]], geo.sign[k[kr]]
+    Er = sup.D[kr]
+    coefC = y[C, None] * xt[C]
+    iPC, iQC = iP[C], iQ[C]
+
+    def gcols(j):  # columns of G_j (j >= 1); -1 for G_0 = 0
+        return np.where(j[:, None] > 0, o_G + 2 * (j[:, None] - 1) + np.arange(2), -1)
+
+    gs_i, gp_i = gcols(geo.start[k[ki]]), gcols(geo.stop[k[ki]])
+    gs_r, gp_r = gcols(geo.start[k[kr]]), gcols(geo.stop[k[kr]])
+
+    def G(z, gc):
+        return np.where(gc >= 0, z[np.maximum(gc, 0)], 0.0)
+
+    # initial point
+    z = np.zeros(n)
+    z[o_lam : o_lam + nC] = lam[C]
+    z[o_G : o_G + 2 * m] = np.cumsum((lam * y)[:, None] * xt, axis=0).ravel()
+    U0 = sup.U()
+    z[o_u : o_u + 2 * nint] = U0[ki].ravel()
+    z[o_b : o_b + nint] = sup.beta[ki]
+    z[o_a : o_a + nray] = sup.beta[kr]
+    P, Q = _pq(geo, sample, k, U0)
+    z[iP.ravel()] = P.ravel()
+    z[iQ.ravel()] = Q.ravel()
+    sb = float(max(sup.beta.max(initial=0.0), 1e-300))
+    sl = float(max(lam[C].max(initial=0.0), 1e-300))
+    # proximal term on every unknown: the multipliers of a degenerate vertex are not unique either
+    reg = sparse.identity(n, format="csc") * tol.newton_reg
+
+    def parts(z):
+        gi = s_i[:, None] * (G(z, gp_i) - G(z, gs_i))
+        gr = s_r[:, None] * (G(z, gp_r) - G(z, gs_r))
+        marg = np.einsum("ij,ij->i", coefC, z[iPC] + z[iQC])
+        return gi, gr, marg
+
+    def pairs(z):
+        """The complementarity pairs (a, b) of the margins, interior norms and rays."""
+        gi, gr, marg = parts(z)
+        ng = np.linalg.norm(gi, axis=1)
+        return (
+            (
+                (z[o_lam : o_lam + nC] / sl, marg - 1.0),
+                (z[o_b : o_b + nint] / sb, 1.0 - ng),
+                (z[o_a : o_a + nray] / sb, 1.0 - np.einsum("kj,kj->k", Er, gr)),
+            ),
+            gi,
+            gr,
+            ng,
+        )
+
+    def residual(z):
+        F = L @ z
+        (pm, pn, pr), gi, _, _ = pairs(z)
+        F[rm], F[r_nrm], F[r_ray] = _fb(*pm), _fb(*pn), _fb(*pr)
+        beta = z[o_b : o_b + nint]
+        u = z[o_u : o_u + 2 * nint].reshape(nint, 2)
+        F[r_int] = (u - beta[:, None] * gi) / sb
+        return F
+
+    def jacobian(z):
+        (pm, pn, pr), gi, gr, ng = pairs(z)
+        beta = z[o_b : o_b + nint]
+        (am, bm), (an, bn), (ar, br) = _fb_grad(*pm), _fb_grad(*pn), _fb_grad(*pr)
+        rows, cols, vals = [rm], [o_lam + np.arange(nC)], [am / sl]
+        for c in range(2):  # margins: d(marg) = y <dP + dQ, x~>
+            for idx in (iPC, iQC):
+                rows.append(rm)
+                cols.append(idx[:, c])
+                vals.append(bm * coefC[:, c])
+        rows.append(r_nrm)
+        cols.append(o_b + np.arange(nint))
+        vals.append(an / sb)
+        rows.append(r_ray)
+        cols.append(o_a + np.arange(nray))
+        vals.append(ar / sb)
+        e = gi / np.where(ng > 0, ng, 1.0)[:, None]
+        for c in range(2):
+            rows.append(r_int[:, c])  # (u - beta g) / sb
+            cols.append(o_u + 2 * np.arange(nint) + c)
+            vals.append(np.full(nint, 1.0 / sb))
+            rows.append(r_int[:, c])
+            cols.append(o_b + np.arange(nint))
+            vals.append(-gi[:, c] / sb)
+            for gc, sgn in ((gp_i, 1.0), (gs_i, -1.0)):  # g = s (G_stop - G_start)
+                ok = gc[:, c] >= 0
+                rows.append(r_int[ok, c])
+                cols.append(gc[ok, c])
+                vals.append(-sgn * s_i[ok] * beta[ok] / sb)
+                rows.append(r_nrm[ok])  # d(1 - ||g||) = -<e, dg>
+                cols.append(gc[ok, c])
+                vals.append(-bn[ok] * sgn * s_i[ok] * e[ok, c])
+            for gc, sgn in ((gp_r, 1.0), (gs_r, -1.0)):
+                ok = gc[:, c] >= 0
+                rows.append(r_ray[ok])
+                cols.append(gc[ok, c])
+                vals.append(-br[ok] * sgn * s_r[ok] * Er[ok, c])
+        N = sparse.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+        )
+        return (L + N).tocsc()
+
+    # merit: every row dimensionless (recursion rows of P, Q in units of sb, of G in units of sl)
+    wrow = np.ones(n)
+    wrow[: 4 * m] = 1.0 / sb
+    wrow[4 * m : 6 * m] = 1.0 / sl
+
+    def merit(F):  # (2-norm for the line search: Newton on FB is a descent direction for it)
+        Fw = F * wrow
+        return float(np.linalg.norm(Fw)), float(np.abs(Fw).max(initial=0.0))
+
+    F = residual(z)
+    f2, fn = merit(F)
+    it, msg, converged = 0, "", fn <= tol.newton_tol
+    while not converged and it < max_newton:
+        it += 1
+        try:
+            dz = _regularised_step(jacobian(z), F, reg)
+        except RuntimeError as e:  # singular factor
+            msg = f"singular Newton matrix: {e}"
+            break
+        if not np.all(np.isfinite(dz)):
+            msg = "singular Newton matrix (non-finite step)"
+            break
+        step, accepted = 1.0, False
+        while step > 1e-6:
+            zn = z + step * dz
+            Fn = residual(zn)
+            f2n, fnn = merit(Fn)
+            if f2n < f2 or fnn < fn:
+                accepted = True
+                break
+            step /= 2
+        if not accepted:
+            converged = fn <= accept
+            msg = "stalled at rounding level" if converged else "line search failed"
+            break
+        z, F, f2, fn = zn, Fn, f2n, fnn
+        converged = fn <= tol.newton_tol
+    if not msg:
+        converged = fn <= accept
+        msg = (
+            "converged"
+            if fn <= tol.newton_tol
+            else ("stalled at rounding level" if converged else "max_newton")
+        )
+    lam = np.zeros(m)
+    lam[C] = np.maximum(z[o_lam : o_lam + nC], 0.0)
+    gi, gr, _ = parts(z)
+    beta_i = np.maximum(z[o_b : o_b + nint], 0.0)
+    alpha = np.maximum(z[o_a : o_a + nray], 0.0)
+    D, edge, beta = sup.D.copy(), sup.edge.copy(), sup.beta.copy()
+    ng = np.linalg.norm(gi, axis=1)
+    D[ki] = np.where(ng[:, None] > 0, gi / np.where(ng > 0, ng, 1.0)[:, None], sup.D[ki])
+    beta[ki] = beta_i * ng  # ||u|| = beta ||g|| (= beta at the solution)
+    beta[kr] = alpha
+    # an interior direction outside its cone: the kink crossed a data point -> put it on the edge
+    g1 = np.einsum("kj,kj->k", geo.G1[k[ki]], D[ki])
+    g2 = np.einsum("kj,kj->k", geo.R2[k[ki]], D[ki])
+    half = np.isnan(geo.E1[k[ki], 0])
+    # (clearly outside only: a kink within rounding of its data point is fine for the Clarke KKT
+    # conditions, and moving it made the next pass fail at m = 300)
+    g1 = g1 / np.linalg.norm(geo.G1[k[ki]], axis=1)
+    g2 = g2 / np.linalg.norm(geo.R2[k[ki]], axis=1)
+    out1 = (g1 < -1e-9) & (g1 <= g2) & ~half & (beta[ki] > 0)
+    out2 = (g2 < -1e-9) & ~out1 & ~half & (beta[ki] > 0)
+    moved = bool(out1.any() or out2.any())
+    k = k.copy()
+    # a kink that left its gap moves into the neighbouring gap (the block of the same facing and
+    # sign whose cone contains the direction); if none does, onto the edge it crossed
+    nbrs = _neighbours(geo) if moved else {}
+    for j in np.flatnonzero(out1 | out2):
+        kj, dj = int(k[ki[j]]), D[ki[j]]
+        for nb in nbrs.get(kj, []):
+            a1 = geo.G1[nb] @ dj / np.linalg.norm(geo.G1[nb])
+            a2 = geo.R2[nb] @ dj / np.linalg.norm(geo.R2[nb])
+            if a1 >= -1e-12 and a2 >= -1e-12:
+                k[ki[j]] = nb
+                out1[j] = out2[j] = False
+                break
+    D[ki[out1]], edge[ki[out1]] = geo.E1[k[ki[out1]]], 1
+    D[ki[out2]], edge[ki[out2]] = geo.E2[k[ki[out2]]], 2
+    out = Support(k, D, edge, beta)
+    if moved:
+        out = merge(_live(out), geo, 1e-12)
+    # neurons whose complementarity rows carry the residual left (an inconsistent pair)
+    conflict = np.zeros(k.size, bool)
+    if not converged and not moved:
+        big = 0.1 * fn
+        conflict[ki] = np.abs(F[r_nrm]) >= big
+        conflict[kr] = np.abs(F[r_ray]) >= big
+    return out, lam, it, fn, converged, msg, moved, conflict
+
+
 def _regularised_step(J: sparse.spmatrix, F: np.ndarray, reg: sparse.spmatrix) -> np.ndarray:
     """Newton step dz = argmin ||J dz + F||^2 + dz' R dz via the sparse augmented system
 
@@ -936,6 +1304,15 @@ def solve_global(
         timings["purify"] += time.perf_counter() - t
 
     t = time.perf_counter()
+    try:
+        budget = time.perf_counter() - t_start
+        best, stat_msg = _stationary_round(geo, sample, best, dataset, tol, budget)
+    except (SolverError, ValueError, RuntimeError, np.linalg.LinAlgError) as e:
+        # the final stage only improves stationarity; the certified result stands without it
+        stat_msg = f"stationarity stage failed ({type(e).__name__}: {e}); kept the LP vertex"
+    message = "; ".join(x for x in (message, stat_msg) if x)
+    timings["stationarize"] = time.perf_counter() - t
+    t = time.perf_counter()
     cerr = _clean_error(best["network"], dataset)
     timings["clean_error"] = time.perf_counter() - t
     status = "optimal" if best["gap"] <= tol.gap and best["min_margin"] >= 1.0 else "inaccurate"
@@ -961,6 +1338,231 @@ def solve_global(
         conic=conic,
         message=message,
     )
+
+
+def _cone_coordinate(geo: _Geometry, k: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """t in [0, 1] with D parallel to (1 - t) E1_k + t E2_k (0: on E1, 1: on E2)."""
+    E1, E2 = geo.E1[k], geo.E2[k]
+    det = E1[:, 0] * E2[:, 1] - E1[:, 1] * E2[:, 0]
+    a1 = (D[:, 0] * E2[:, 1] - D[:, 1] * E2[:, 0]) / det
+    a2 = (E1[:, 0] * D[:, 1] - E1[:, 1] * D[:, 0]) / det
+    return np.clip(a2 / (a1 + a2), 0.0, 1.0)
+
+
+def _on_segment(geo: _Geometry, k: np.ndarray, t: np.ndarray) -> np.ndarray:
+    V = (1 - t)[:, None] * geo.E1[k] + t[:, None] * geo.E2[k]
+    return V / np.linalg.norm(V, axis=1)[:, None]
+
+
+def zoom_columns(
+    geo: _Geometry, sup: Support, width: float, points: int, neighbours: dict[int, list[int]]
+) -> Support:
+    """LP columns around a support: for each neuron (block k, direction D at cone coordinate
+    t_D, :func:`_cone_coordinate`), 2 * points + 1 directions at t_D + width * [-1, 1], clipped
+    to [0, 1] (t = 0, 1 are the rays on the edges); where t_D is within ``width`` of an edge, the
+    neighbouring blocks that share that edge (kink on the same data point, ``neighbours``) get
+    points + 1 directions within ``width`` of it on their side."""
+    ks, ts = [], []
+    ok = ~np.isnan(geo.E1[sup.k, 0])
+    k = sup.k[ok]
+    t0 = _cone_coordinate(geo, k, sup.D[ok])
+    off = width * np.linspace(-1.0, 1.0, 2 * points + 1)
+    for kj, tj in zip(k, t0, strict=True):
+        tt = np.clip(tj + off, 0.0, 1.0)
+        ks.append(np.full(tt.size, kj))
+        ts.append(tt)
+        for end, e_vec in ((0.0, geo.E1[kj]), (1.0, geo.E2[kj])):
+            if abs(tj - end) > width:
+                continue
+            for nb in neighbours.get(int(kj), []):
+                if np.allclose(geo.E1[nb], e_vec, rtol=0, atol=1e-14):
+                    tn = np.clip(off[off >= 0], 0.0, 1.0)
+                elif np.allclose(geo.E2[nb], e_vec, rtol=0, atol=1e-14):
+                    tn = np.clip(1.0 - off[off >= 0], 0.0, 1.0)
+                else:
+                    continue
+                ks.append(np.full(tn.size, nb))
+                ts.append(tn)
+    if not ks:
+        return Support(np.zeros(0, int), np.zeros((0, 2)), np.zeros(0, int))
+    k = np.concatenate(ks)
+    t = np.concatenate(ts)
+    key = np.unique(np.column_stack([k, np.round(t * 2**50)]), axis=0)
+    k, t = key[:, 0].astype(int), key[:, 1] / 2**50
+    edge = np.where(t == 0.0, 1, np.where(t == 1.0, 2, 0))
+    D = _on_segment(geo, k, t)
+    ok = np.all(np.isfinite(D), axis=1)  # a wedge of angle pi has (1 - t) E1 + t E2 = 0 inside
+    return Support(k[ok], D[ok], edge[ok])
+
+
+def _neighbours(geo: _Geometry) -> dict[int, list[int]]:
+    """Blocks of the same facing and sign in the adjacent gaps (they share a cone edge)."""
+    cached = _NEIGHBOURS.get(id(geo))
+    if cached is not None and cached[0] is geo:
+        return cached[1]
+    out = _neighbours_of(geo)
+    _NEIGHBOURS.clear()
+    _NEIGHBOURS[id(geo)] = (geo, out)
+    return out
+
+
+_NEIGHBOURS: dict[int, tuple[_Geometry, dict[int, list[int]]]] = {}
+
+
+def _neighbours_of(geo: _Geometry) -> dict[int, list[int]]:
+    index = {(b.direction, b.gap, b.sign): i for i, b in enumerate(geo.blocks)}
+    out: dict[int, list[int]] = {}
+    for i, b in enumerate(geo.blocks):
+        out[i] = [
+            index[key] for g in (b.gap - 1, b.gap + 1) if (key := (b.direction, g, b.sign)) in index
+        ]
+    return out
+
+
+def refine_kinks(
+    geo: _Geometry,
+    sample: SortedSample,
+    sup: Support,
+    rows: np.ndarray,
+    lp_tol: float,
+    rounds: int = 3,
+    width: float = 0.02,
+    shrink: float = 0.1,
+    points: int = 4,
+) -> tuple[Support, np.ndarray]:
+    """Move the kinks of an LP vertex to their optimal positions by zooming LPs: each round's
+    columns are :func:`zoom_columns` of the previous support (width multiplied by ``shrink``); the
+    LP (:func:`purify`) picks a vertex, :func:`merge` adds the columns of one block (their sum lies
+    between the neighbouring grid directions). Kink positions then improve by ~``shrink`` per
+    round (measured at m = 300: the LP vertex degrades below width ~2e-5, hence 3 rounds). Returns
+    the support and LP multipliers of the round with the smallest objective after scaling to
+    margins >= 1 on ALL points."""
+    nb = _neighbours(geo)
+    best = (np.inf, sup, None)
+    for _ in range(rounds):
+        cols = zoom_columns(geo, sup, width, points, nb)
+        if cols.k.size == 0:  # only half-plane blocks (m = 1): nothing to move
+            break
+        # keep the current directions as columns too: the LP can only improve
+        cols = Support(
+            np.concatenate([cols.k, sup.k]),
+            np.vstack([cols.D, sup.D]),
+            np.concatenate([cols.edge, sup.edge]),
+        )
+        try:
+            # (a refinement LP that stalls is not worth waiting for: measured 10 s at m = 400)
+            sup, lam = purify(geo, sample, cols, rows, lp_tol, time_limit=2.0)
+        except SolverError:
+            break
+        sup = merge(sup, geo, 1e-12)
+        # the objective after scaling to margins >= 1 on ALL points (the LP sees only its rows,
+        # and near-parallel columns make its vertex inexact at widths ~1e-7)
+        U = sup.U()
+        mm = float(margins_of([geo.blocks[k] for k in sup.k], sample, U).min())
+        value = float(np.linalg.norm(U, axis=1).sum()) / mm if mm > 0 else np.inf
+        if value < best[0]:
+            best = (value, sup, lam)
+        width *= shrink
+    if best[2] is None:
+        raise SolverError("kink refinement: no LP vertex")
+    return best[1], best[2]
+
+
+def _stationary_round(
+    geo: _Geometry,
+    sample: SortedSample,
+    best: dict[str, Any],
+    dataset: Dataset,
+    tol: GlobalTolerances,
+    budget: float = 1.0,
+) -> tuple[dict[str, Any], str]:
+    """Final stage: a KKT point (stationarity residual ~1e-11) with the certified value.
+
+    The LP vertex of the rounds is value-optimal, but its kinks sit where the candidate
+    directions put them, so it is not stationary (certify residual 2e-6 .. 4e-6 at m = 30 .. 300)
+    and its support can be a wrong mixture (a ray plus an interior neuron for one kink), from
+    which no Newton method converges to the optimum (measured m = 30, p = 0.25, seed 4: KKT
+    points 6e-6 .. 4e-3 above the optimum). So first :func:`refine_kinks` (zooming LPs around
+    the support), then :func:`stationarize` from that vertex (repairs "unsnap", then "snap").
+    Candidates (each rescaled to margins >= 1 and certified with the better of its own and the
+    previous lower bound; kept only if the gap is <= max(tol.gap, previous gap)): the Newton
+    KKT point, the refined vertex, the rounds' vertex. The first that ``certify`` calls
+    global_min is returned, else the one with the smallest certify residual
+    (:func:`_most_stationary`). Newton attempts stop after max(1 s, ``budget``) (the time of the
+    rounds): measured 3 s of failing attempts at m = 200 .. 400, p = 0.4.
+    """
+    lam0 = best["lam"]
+    cand = (best["margins"] <= 1.0 + 1e-2) | (lam0 > 0)
+    rows = np.flatnonzero((best["margins"] <= 1.0 + 1e-3) | (lam0 > 0))
+    try:
+        sup_z, lam_z = refine_kinks(geo, sample, best["sup"], rows, tol.lp_tol)
+    except SolverError as e:
+        return best, f"kink refinement failed ({e}); kept the LP vertex"
+
+    def certified(sup: Support, lam: np.ndarray) -> dict[str, Any] | None:
+        try:
+            new = _evaluate(geo, sample, sup, lam, dataset.X, dataset.y)
+        except SolverError:
+            return None
+        if new["gap"] > tol.gap and new["lower"] < best["lower"]:
+            # its own multipliers do not certify it: use the previous certificate (any lambda
+            # >= 0 bounds min (P) from below), reported with its multipliers
+            new.update(lower=best["lower"], max_rho=best["max_rho"], lam=best["lam"])
+            new["gap"] = (new["objective"] - new["lower"]) / new["objective"]
+        return new if new["gap"] <= max(tol.gap, best["gap"]) else None
+
+    # candidates in order of preference; the first that the certifier (kktsolver.certify, the
+    # judge of issue 4) calls global_min is returned, else the one with the smallest residual
+    msgs, found = [], []
+    # budget: the stage may take as long as the rounds did (at least 1 s), then stops trying
+    deadline = time.perf_counter() + max(1.0, budget)
+    for how in ("unsnap", "snap"):
+        if time.perf_counter() > deadline:
+            msgs.append(f"{how}: not tried (time budget)")
+            continue
+        sup, lam, info = stationarize(geo, sample, sup_z, lam_z, cand, tol, repair=how)
+        if not info.converged or sup.k.size == 0:
+            msgs.append(f"{how}: {info.message} ({info.residual:.1e})")
+            continue
+        new = certified(sup, lam)
+        if new is None:
+            msgs.append(f"{how}: a KKT point outside the certified gap")
+            continue
+        found.append(("newton/" + how, new))
+        if info.message == "converged" or info.message == "stalled at rounding level":
+            break
+    new = certified(sup_z, lam_z)
+    if new is not None:
+        found.append(("refined LP vertex", new))
+    found.append(("LP vertex", best))
+    return _most_stationary(found, dataset, tol, msgs)
+
+
+def _most_stationary(found, dataset, tol, msgs) -> tuple[dict[str, Any], str]:
+    """The first candidate that ``certify`` calls global_min, else the smallest residual."""
+    try:
+        from .certify import CertTolerances, certify
+    except ImportError:  # pragma: no cover - another helper's module
+        return found[0][1], ""
+    ctol = CertTolerances(gap=tol.gap)
+    scored = []
+    for name, cand in found:
+        try:
+            c = certify(cand["network"], dataset, tol=ctol)
+        except Exception as e:  # noqa: BLE001 - a certifier failure must not lose the solve
+            msgs.append(f"{name}: certify failed ({type(e).__name__})")
+            continue
+        res = c.stationarity_residual if c.stationarity_residual is not None else np.inf
+        if c.verdict == "global_min":
+            cand["stationarity"] = res
+            return cand, "" if name.startswith("newton") else f"returned the {name}"
+        scored.append((res, name, cand))
+        msgs.append(f"{name}: {c.verdict} (residual {res:.1e})")
+    if not scored:
+        return found[-1][1], "; ".join(msgs)
+    res, name, cand = min(scored, key=lambda t: t[0])
+    cand["stationarity"] = res
+    return cand, f"no candidate is a certified KKT point ({'; '.join(msgs)}); returned the {name}"
 
 
 def _evaluate(
@@ -989,6 +1591,7 @@ def _evaluate(
         blocks=blocks,
         U=U,
         margins=margins_of(list(blocks), sample, U),
+        sup=sup,
     )
 
 
