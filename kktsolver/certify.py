@@ -587,13 +587,19 @@ def _best_multipliers(
 
         dlam, dmu, expr, cons = _polytope_cvx(sys_, modes, None, (lam_s, mu_s))
         prob = cp.Problem(cp.Minimize(cp.norm2(expr)), cons)
-        _solve_cvx(prob)
-        lam2 = lam_s + np.asarray(dlam.value, dtype=float)
-        mu2 = mu_s + (np.asarray(dmu.value, dtype=float) if dmu is not None else 0.0)
-        lam2, mu2 = _project(sys_, modes, lam2, mu2)
-        stat2 = float(np.linalg.norm(_residual(sys_, lam2, mu2)))
-        if stat2 < stat:
-            lam_s, mu_s, stat = lam2, mu2, stat2
+        try:
+            _solve_cvx(prob)
+        except SolverError:
+            # The SOCP only tightens the L2 residual; without it the residual of the LP
+            # multipliers is still a valid (larger) upper bound on the best one.
+            pass
+        else:
+            lam2 = lam_s + np.asarray(dlam.value, dtype=float)
+            mu2 = mu_s + (np.asarray(dmu.value, dtype=float) if dmu is not None else 0.0)
+            lam2, mu2 = _project(sys_, modes, lam2, mu2)
+            stat2 = float(np.linalg.norm(_residual(sys_, lam2, mu2)))
+            if stat2 < stat:
+                lam_s, mu_s, stat = lam2, mu2, stat2
     return lam_s, mu_s, float(np.abs(_residual(sys_, lam_s, mu_s)).sum()), stat
 
 

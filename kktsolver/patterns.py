@@ -1,7 +1,7 @@
-"""Activation patterns ("blocks") of 1-D ReLU neurons on sorted data, their cones and dual norms rho_k.
+"""Activation patterns ("blocks") of 1-D ReLU neurons on sorted data, their cones, dual norms rho_k.
 
 MATH.md sections 3-4: a block is an activation set with an output sign; in 1-D every nonempty
-activation set is a suffix, a prefix or everything, and its pattern cone is cut out by two inequalities.
+activation set is a suffix, a prefix or everything; its pattern cone is cut out by two inequalities.
 """
 
 from __future__ import annotations
@@ -73,13 +73,13 @@ class SortedSample:
 class Block:
     """One 1-D activation pattern with an output sign (indices refer to the sorted sample).
 
-    =========  ===========================  ============================================  ==========
-    direction  active set A                 cone on u = (a, c), a = |v| w, c = |v| b      pinned:
-    =========  ===========================  ============================================  ==========
-    "right"    {gap, ..., m-1}, 1<=gap<=m-1  a x_gap + c >= 0,  a x_{gap-1} + c <= 0        kink on x_{gap-1}
-    "left"     {0, ..., gap-1}, 1<=gap<=m-1  a x_{gap-1} + c >= 0,  a x_gap + c <= 0        kink on x_gap
-    "all"      {0, ..., m-1}, gap = 0        a x_0 + c >= 0,  a x_{m-1} + c >= 0            (never)
-    =========  ===========================  ============================================  ==========
+    =========  ============================  =======================================  =============
+    direction  active set A                  cone on u = (a, c), a = |v| w, c = |v| b  pinned: kink
+    =========  ============================  =======================================  =============
+    "right"    {gap, ..., m-1}, 1<=gap<=m-1  a x_gap + c >= 0, a x_{gap-1} + c <= 0    on x_{gap-1}
+    "left"     {0, ..., gap-1}, 1<=gap<=m-1  a x_{gap-1} + c >= 0, a x_gap + c <= 0    on x_gap
+    "all"      {0, ..., m-1}, gap = 0        a x_0 + c >= 0, a x_{m-1} + c >= 0        (never)
+    =========  ============================  =======================================  =============
 
     A pinned block (MATH.md F3) has its kink exactly on the data point named in the last column: its
     cone is the ray u = a (1, -x_{gap-1}) (right) or u = a (-1, x_gap) (left), a >= 0. That point is
@@ -122,8 +122,9 @@ class Block:
 def all_blocks(m: int, pinned: bool = False) -> list[Block]:
     """Every nonempty 1-D block for m sorted points, both signs: 2 (2m - 1) blocks.
 
-    With ``pinned=True`` the 2 (2m - 2) pinned blocks (kink on a data point) are appended; they lie on
-    the boundaries of the free cells, so the global problem does not need them, but KKT enumeration does.
+    With ``pinned=True`` the 2 (2m - 2) pinned blocks (kink on a data point) are appended; they lie
+    on the boundaries of the free cells, so the global problem does not need them, but KKT
+    enumeration does.
     """
     out: list[Block] = []
     for s in (1, -1):
@@ -142,7 +143,7 @@ def all_blocks(m: int, pinned: bool = False) -> list[Block]:
 def cone_constraints(block: Block, sample: SortedSample) -> tuple[np.ndarray, np.ndarray]:
     """Rows (G, E) with the pattern cone of ``block`` = {u in R^2 : G u >= 0, E u = 0}.
 
-    G has two rows for a free block (the two data points bounding its gap, MATH.md section 4) and one
+    G has two rows for a free block (the two data points bounding its gap, MATH.md section 4), one
     for a pinned block; E is empty for a free block and one row for a pinned block.
     """
     xt, m = sample.xt, sample.m
@@ -163,7 +164,7 @@ def cone_constraints(block: Block, sample: SortedSample) -> tuple[np.ndarray, np
 def block_directions(blocks: list[Block], sample: SortedSample) -> tuple[np.ndarray, np.ndarray]:
     """Unit edge directions (E1, E2), each shape (K, 2), of each block's cone.
 
-    A free cone {G u >= 0} in R^2 is the wedge spanned by two rays; a pinned cone is one ray (E1 = E2).
+    A free cone {G u >= 0} in R^2 is the wedge spanned by two rays; a pinned cone is one ray.
     For m = 1 the all-active cone is a half-plane: both rows are NaN there and :func:`rho` treats it
     separately.
     """
@@ -207,7 +208,7 @@ def rho(
     lam: np.ndarray,
     directions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """rho_k(lambda) = || Proj_{cone_k}( s_k g_k(lambda) ) ||, g_k = sum_{i in A_k} lambda_i y_i x~_i.
+    """rho_k(lambda) = || Proj_{cone_k}(s_k g_k(lambda)) ||, g_k = sum_{i in A_k} lambda_i y_i x~_i.
 
     This is the dual norm of MATH.md section 3: sup { s_k <u, g_k> : u in cone_k, ||u|| <= 1 }. In a
     2-D wedge the projection of z is z itself when z is inside, else the projection onto the better
@@ -246,7 +247,7 @@ def rho(
 def block_of_neuron(
     w: float, b: float, v: float, sample: SortedSample, kink_tol: float = 1e-9
 ) -> Block | None:
-    """The block of the 1-D neuron v relu(w x + b) on the sorted sample, or None if it is zero there.
+    """The block of the 1-D neuron v relu(w x + b) on the sorted sample (None if zero there).
 
     The kink t = -b / w counts as sitting on data point x_i (a pinned block) when
     |w x_i + b| <= kink_tol * ||(w, b)|| * ||(x_i, 1)||. A neuron active on no data point, or with
@@ -279,7 +280,7 @@ def block_of_neuron(
 
 
 def neuron_from_u(block: Block, u: np.ndarray) -> tuple[float, float, float]:
-    """Balanced neuron (v, w, b) = (s sqrt(||u||), u / sqrt(||u||)) with |v| = ||(w, b)||, ||u|| = |v| ||(w, b)||."""
+    """Balanced neuron (v, w, b) = (s sqrt(||u||), u / sqrt(||u||)), so |v| = ||(w, b)||."""
     r = float(np.linalg.norm(u))
     if r == 0:
         return 0.0, 0.0, 0.0
@@ -288,9 +289,11 @@ def neuron_from_u(block: Block, u: np.ndarray) -> tuple[float, float, float]:
 
 
 def network_from_blocks(blocks: list[Block], U: np.ndarray, atol: float = 0.0) -> ReLUNetwork:
-    """The balanced network with one neuron per block with ||u_k|| > atol; 1/2||theta||^2 = sum ||u_k||."""
+    """Balanced network, one neuron per block with ||u_k|| > atol; 1/2||theta||^2 = sum ||u_k||."""
     U = np.asarray(U, dtype=float).reshape(len(blocks), 2)
-    rows = [neuron_from_u(blk, u) for blk, u in zip(blocks, U, strict=True) if np.linalg.norm(u) > atol]
+    rows = [
+        neuron_from_u(blk, u) for blk, u in zip(blocks, U, strict=True) if np.linalg.norm(u) > atol
+    ]
     if not rows:
         return ReLUNetwork(np.zeros(1), np.zeros((1, 1)), np.zeros(1))
     v, w, b = (np.array(c) for c in zip(*rows, strict=True))
@@ -315,5 +318,6 @@ def block_margin_matrix(blocks: list[Block], sample: SortedSample):
     if not rows:
         return sparse.csr_matrix((m, 0))
     return sparse.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, 2 * len(blocks))
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(m, 2 * len(blocks)),
     )
