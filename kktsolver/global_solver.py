@@ -8,6 +8,7 @@ refinement + complementarity Newton (a stationary network: certify residual ~1e-
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -666,36 +667,18 @@ def polish(
         parts = [F[rm], F[r_int].ravel(), F[r_ray]]
         return float(max(np.abs(p).max(initial=0.0) for p in parts))
 
-    F = residual(z)
-    fn = fnorm(F)
-    it, msg, converged = 0, "", fn <= tol.newton_tol
-    while not converged and it < tol.max_newton:
-        it += 1
-        try:
-            dz = _regularised_step(jacobian(z), F, reg)
-        except RuntimeError as e:  # singular factor
-            msg = f"singular Newton matrix: {e}"
-            break
-        if not np.all(np.isfinite(dz)):
-            msg = "singular Newton matrix (non-finite step)"
-            break
-        step, accepted = 1.0, False
-        while step > 1e-4:
-            zn = z + step * dz
-            if unit(zn)[1].min(initial=1.0) > 0:
-                Fn = residual(zn)
-                fnn = fnorm(Fn)
-                if fnn < fn:
-                    accepted = True
-                    break
-            step /= 2
-        if not accepted:
-            # no descent left: at the rounding level of the residual this is convergence
-            converged = fn <= tol.newton_accept
-            msg = "stalled at rounding level" if converged else "line search failed"
-            break
-        z, F, fn = zn, Fn, fnn
-        converged = fn <= tol.newton_tol
+    z, F, it, fn, converged, msg = _damped_newton(
+        z,
+        residual,
+        jacobian,
+        reg,
+        lambda F: (fnorm(F),),
+        max_iter=tol.max_newton,
+        stop=tol.newton_tol,
+        accept=tol.newton_accept,
+        min_step=1e-4,
+        admissible=lambda zn: unit(zn)[1].min(initial=1.0) > 0,
+    )
     lam = np.zeros(m)
     lam[I] = z[o_lam : o_lam + nI]
     D, beta = sup.D.copy(), sup.beta.copy()
@@ -703,8 +686,6 @@ def polish(
     D[ki] = u / np.where(nu > 0, nu, 1.0)[:, None]
     beta[ki] = nu
     beta[kr] = z[o_a : o_a + nray]
-    if not msg:
-        msg = "converged" if converged else "max_newton"
     return Support(k, D, sup.edge.copy(), beta), lam, PolishInfo(it, fn, nI, converged, msg)
 
 
@@ -989,41 +970,18 @@ def _stationarize_pass(geo, sample, sup, lam, C, tol, xt, y, accept=1e-10, max_n
         Fw = F * wrow
         return float(np.linalg.norm(Fw)), float(np.abs(Fw).max(initial=0.0))
 
-    F = residual(z)
-    f2, fn = merit(F)
-    it, msg, converged = 0, "", fn <= tol.newton_tol
-    while not converged and it < max_newton:
-        it += 1
-        try:
-            dz = _regularised_step(jacobian(z), F, reg)
-        except RuntimeError as e:  # singular factor
-            msg = f"singular Newton matrix: {e}"
-            break
-        if not np.all(np.isfinite(dz)):
-            msg = "singular Newton matrix (non-finite step)"
-            break
-        step, accepted = 1.0, False
-        while step > 1e-6:
-            zn = z + step * dz
-            Fn = residual(zn)
-            f2n, fnn = merit(Fn)
-            if f2n < f2 or fnn < fn:
-                accepted = True
-                break
-            step /= 2
-        if not accepted:
-            converged = fn <= accept
-            msg = "stalled at rounding level" if converged else "line search failed"
-            break
-        z, F, f2, fn = zn, Fn, f2n, fnn
-        converged = fn <= tol.newton_tol
-    if not msg:
-        converged = fn <= accept
-        msg = (
-            "converged"
-            if fn <= tol.newton_tol
-            else ("stalled at rounding level" if converged else "max_newton")
-        )
+    z, F, it, fn, converged, msg = _damped_newton(
+        z,
+        residual,
+        jacobian,
+        reg,
+        merit,
+        max_iter=max_newton,
+        stop=tol.newton_tol,
+        accept=accept,
+        min_step=1e-6,
+        accept_at_max_iter=True,
+    )
     lam = np.zeros(m)
     lam[C] = np.maximum(z[o_lam : o_lam + nC], 0.0)
     gi, gr, _ = parts(z)
@@ -1070,6 +1028,68 @@ def _stationarize_pass(geo, sample, sup, lam, C, tol, xt, y, accept=1e-10, max_n
         conflict[ki] = np.abs(F[r_nrm]) >= big
         conflict[kr] = np.abs(F[r_ray]) >= big
     return out, lam, it, fn, converged, msg, moved, conflict
+
+
+def _damped_newton(
+    z: np.ndarray,
+    residual: Callable[[np.ndarray], np.ndarray],
+    jacobian: Callable[[np.ndarray], sparse.spmatrix],
+    reg: sparse.spmatrix,
+    merit: Callable[[np.ndarray], tuple[float, ...]],
+    *,
+    max_iter: int,
+    stop: float,
+    accept: float,
+    min_step: float,
+    admissible: Callable[[np.ndarray], bool] = lambda z: True,
+    accept_at_max_iter: bool = False,
+) -> tuple[np.ndarray, np.ndarray, int, float, bool, str]:
+    """Newton on F(z) = 0 with regularised steps (:func:`_regularised_step`) and backtracking.
+
+    ``merit(F)`` returns measures of F whose LAST entry is the max-norm used to stop: the iteration
+    converges when it is <= ``stop``; a step of length t (halved down to ``min_step``) is taken
+    when ``admissible(z + t dz)`` and some measure decreases. Without descent, a residual <=
+    ``accept`` counts as converged (the rounding level of F); with ``accept_at_max_iter`` so does
+    running out of iterations. Returns (z, F(z), iterations, max-norm, converged, message).
+    """
+    F = residual(z)
+    fm = merit(F)
+    it, msg, converged = 0, "", fm[-1] <= stop
+    while not converged and it < max_iter:
+        it += 1
+        try:
+            dz = _regularised_step(jacobian(z), F, reg)
+        except RuntimeError as e:  # singular factor
+            msg = f"singular Newton matrix: {e}"
+            break
+        if not np.all(np.isfinite(dz)):
+            msg = "singular Newton matrix (non-finite step)"
+            break
+        step, accepted = 1.0, False
+        while step > min_step:
+            zn = z + step * dz
+            if admissible(zn):
+                Fn = residual(zn)
+                fmn = merit(Fn)
+                if any(a < b for a, b in zip(fmn, fm, strict=True)):
+                    accepted = True
+                    break
+            step /= 2
+        if not accepted:
+            # no descent left: at the rounding level of the residual this is convergence
+            converged = fm[-1] <= accept
+            msg = "stalled at rounding level" if converged else "line search failed"
+            break
+        z, F, fm = zn, Fn, fmn
+        converged = fm[-1] <= stop
+    if not msg:
+        if converged:
+            msg = "converged"
+        elif accept_at_max_iter and fm[-1] <= accept:
+            converged, msg = True, "stalled at rounding level"
+        else:
+            msg = "max_newton"
+    return z, F, it, fm[-1], converged, msg
 
 
 def _regularised_step(J: sparse.spmatrix, F: np.ndarray, reg: sparse.spmatrix) -> np.ndarray:
