@@ -571,21 +571,10 @@ def polish(
     o_a = o_u + 2 * nint
     n = o_a + nray + 4 * m
     # P/Q recursions: interior blocks contribute u (two unit columns), ray blocks alpha e
-    cols_u = Support(np.repeat(k[ki], 2), np.tile(np.eye(2), (nint, 1)), np.zeros(2 * nint, int))
-    cols_r = Support(k[kr], sup.D[kr], sup.edge[kr])
-    r1, c1, v1, iP, iQ = _chain_matrix(geo, sample, cols_u, o_u, n)
-    r2, c2, v2, _, _ = _chain_matrix(geo, sample, cols_r, o_a, n)
-    keep2 = c2 < o_a + nray  # the identity part of the recursions is already in (r1, c1)
-    lin_rows, lin_cols, lin_vals = [r1, r2[keep2]], [c1, c2[keep2]], [v1, v2[keep2]]
-    # G recursion: G_{j+1} - G_j - [j in I] lambda_j y_j x~_j = 0, j = 0..m-1 (G_0 = 0)
-    row0 = 4 * m
-    jj = np.arange(m)
-    gidx = o_G + 2 * jj[:, None] + np.arange(2)
-    rg = row0 + 2 * jj[:, None] + np.arange(2)
-    lin_rows += [rg.ravel(), rg[1:].ravel(), rg[I].ravel()]
-    lin_cols += [gidx.ravel(), gidx[:-1].ravel(), np.repeat(o_lam + np.arange(nI), 2)]
-    lin_vals += [np.ones(2 * m), -np.ones(2 * m - 2), -(y[I, None] * xt[I]).ravel()]
-    row0 += 2 * m
+    lin_rows, lin_cols, lin_vals, iP, iQ = _linear_kkt_rows(
+        geo, sample, sup, k, ki, kr, I, (o_lam, o_G, o_u, o_a), n
+    )
+    row0 = 6 * m
     rm = row0 + np.arange(nI)  # active margins
     coef = y[I, None] * xt[I]
     lin_rows += [np.repeat(rm, 2), np.repeat(rm, 2)]
@@ -837,20 +826,10 @@ def _stationarize_pass(geo, sample, sup, lam, C, tol, xt, y, accept=1e-10, max_n
     o_b = o_u + 2 * nint
     o_a = o_b + nint
     n = o_a + nray + 4 * m
-    cols_u = Support(np.repeat(k[ki], 2), np.tile(np.eye(2), (nint, 1)), np.zeros(2 * nint, int))
-    cols_r = Support(k[kr], sup.D[kr], sup.edge[kr])
-    r1, c1, v1, iP, iQ = _chain_matrix(geo, sample, cols_u, o_u, n)
-    r2, c2, v2, _, _ = _chain_matrix(geo, sample, cols_r, o_a, n)
-    keep2 = c2 < o_a + nray
-    lin_rows, lin_cols, lin_vals = [r1, r2[keep2]], [c1, c2[keep2]], [v1, v2[keep2]]
-    row0 = 4 * m
-    jj = np.arange(m)
-    gidx = o_G + 2 * jj[:, None] + np.arange(2)
-    rg = row0 + 2 * jj[:, None] + np.arange(2)
-    lin_rows += [rg.ravel(), rg[1:].ravel(), rg[C].ravel()]
-    lin_cols += [gidx.ravel(), gidx[:-1].ravel(), np.repeat(o_lam + np.arange(nC), 2)]
-    lin_vals += [np.ones(2 * m), -np.ones(2 * m - 2), -(y[C, None] * xt[C]).ravel()]
-    row0 += 2 * m
+    lin_rows, lin_cols, lin_vals, iP, iQ = _linear_kkt_rows(
+        geo, sample, sup, k, ki, kr, C, (o_lam, o_G, o_u, o_a), n
+    )
+    row0 = 6 * m
     rm = row0 + np.arange(nC)
     r_int = row0 + nC + np.arange(2 * nint).reshape(nint, 2)
     r_nrm = row0 + nC + 2 * nint + np.arange(nint)
@@ -1028,6 +1007,43 @@ def _stationarize_pass(geo, sample, sup, lam, C, tol, xt, y, accept=1e-10, max_n
         conflict[ki] = np.abs(F[r_nrm]) >= big
         conflict[kr] = np.abs(F[r_ray]) >= big
     return out, lam, it, fn, converged, msg, moved, conflict
+
+
+def _linear_kkt_rows(
+    geo: _Geometry,
+    sample: SortedSample,
+    sup: Support,
+    k: np.ndarray,
+    ki: np.ndarray,
+    kr: np.ndarray,
+    act: np.ndarray,
+    offsets: tuple[int, int, int, int],
+    n: int,
+) -> tuple[list, list, list, np.ndarray, np.ndarray]:
+    """Sparse (rows, cols, vals) of the linear part of the active-set KKT system, rows 0..6m-1.
+
+    Rows 0..4m-1: the P/Q prefix recursions of the margins, with interior blocks contributing u
+    (two unit columns at offset o_u) and ray blocks alpha e (offset o_a). Rows 4m..6m-1: the G
+    recursion G_{j+1} - G_j - [j in act] lambda_j y_j x~_j = 0, j = 0..m-1 (G_0 = 0), with the
+    multipliers of the points ``act`` at offset o_lam and G at o_G. Also returns the column
+    indices iP, iQ of the prefix sums.
+    """
+    o_lam, o_G, o_u, o_a = offsets
+    m, nint = sample.m, ki.size
+    y, xt = sample.y, sample.xt
+    cols_u = Support(np.repeat(k[ki], 2), np.tile(np.eye(2), (nint, 1)), np.zeros(2 * nint, int))
+    cols_r = Support(k[kr], sup.D[kr], sup.edge[kr])
+    r1, c1, v1, iP, iQ = _chain_matrix(geo, sample, cols_u, o_u, n)
+    r2, c2, v2, _, _ = _chain_matrix(geo, sample, cols_r, o_a, n)
+    keep2 = c2 < o_a + kr.size  # the identity part of the recursions is already in (r1, c1)
+    rows, cols, vals = [r1, r2[keep2]], [c1, c2[keep2]], [v1, v2[keep2]]
+    jj = np.arange(m)
+    gidx = o_G + 2 * jj[:, None] + np.arange(2)
+    rg = 4 * m + 2 * jj[:, None] + np.arange(2)
+    rows += [rg.ravel(), rg[1:].ravel(), rg[act].ravel()]
+    cols += [gidx.ravel(), gidx[:-1].ravel(), np.repeat(o_lam + np.arange(act.size), 2)]
+    vals += [np.ones(2 * m), -np.ones(2 * m - 2), -(y[act, None] * xt[act]).ravel()]
+    return rows, cols, vals, iP, iQ
 
 
 def _damped_newton(
