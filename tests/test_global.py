@@ -322,3 +322,40 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["solve", str(bad)]) == 2
     assert "infeasible" in capsys.readouterr().err
     assert main(["solve", str(tmp_path / "missing.csv")]) == 2
+
+
+def test_kkt_residual_hand_cases():
+    """kkt_residual (the certify-free check of the stationarity stage) on hand cases.
+
+    (a) labels +1 at x = 0, 0.5, 1, N(x) = relu(0 x + 1) (v = 1, w = 0, b = 1), margins all 1.
+    lambda = (1, 0, 0): v = sum lambda relu(z) = 1, (w, b) = v sum lambda x~ = (0, 1): residual 0.
+    lambda = (0, 0, 1): r_v = 0, r_wb = (0, 1) - (1, 1) = (-1, 0), ||theta|| = sqrt 2: 1/sqrt 2.
+    (b) a point ON the kink contributes mu x~ with mu in [0, lambda] only: N(x) = relu(x)
+    (theta = (1, 1, 0)), x = (0, 2, 1), y = (+1, +1, -1), lambda = (l0, 1.25, 1.5) (margins not
+    filtered: active = inf). r_v = 1 - (2.5 - 1.5) = 0; without the kink point
+    r_wb = (1, 0) - ((2.5, 1.25) - (1.5, 1.5)) = (0, 0.25); the kink point removes mu (0, 1):
+    mu = 0.25 if l0 >= 0.25 (residual 0), else mu = l0 (residual (0.25 - l0)/sqrt 2).
+    """
+    from kktsolver.global_solver import kkt_residual
+    from kktsolver.network import ReLUNetwork
+
+    ds = Dataset(np.array([0.0, 0.5, 1.0]), np.array([1, 1, 1]))
+    net = ReLUNetwork(np.array([1.0]), np.array([[0.0]]), np.array([1.0]))
+    assert kkt_residual(net, ds, np.array([1.0, 0.0, 0.0])) == pytest.approx(0.0, abs=1e-15)
+    assert kkt_residual(net, ds, np.array([0.0, 0.0, 1.0])) == pytest.approx(np.sqrt(0.5))
+    ds2 = Dataset(np.array([0.0, 2.0, 1.0]), np.array([1, 1, -1]))
+    net2 = ReLUNetwork(np.array([1.0]), np.array([[1.0]]), np.array([0.0]))
+    lam = np.array([0.5, 1.25, 1.5])
+    assert kkt_residual(net2, ds2, lam, active=np.inf) == pytest.approx(0.0, abs=1e-15)
+    lam[0] = 0.1
+    assert kkt_residual(net2, ds2, lam, active=np.inf) == pytest.approx(0.15 / np.sqrt(2))
+    # with the default active = 1e-6 the point x = 2 (margin 2) may not carry lambda
+    assert kkt_residual(net2, ds2, lam) > 0.5
+    # on the solver's output its own multipliers bound the certifier's residual from above
+    cm = pytest.importorskip("kktsolver.certify")
+    ds3 = noisy_constant_1d(60, 0.2, seed=0)
+    r = solve_global(ds3)
+    own = kkt_residual(r.network, ds3, r.multipliers)
+    c = cm.certify(r.network, ds3, tol=cm.CertTolerances(gap=1e-8))
+    assert c.stationarity_residual <= own + 1e-12
+    assert own <= 1e-8
