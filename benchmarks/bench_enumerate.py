@@ -20,6 +20,7 @@ import numpy as np
 from kktsolver.data import Dataset, noisy_constant_1d
 from kktsolver.enumeration import (
     KKT_VERDICTS,
+    STRATEGIES,
     EnumTolerances,
     FunctionRegistry,
     enumerate_kkt,
@@ -70,7 +71,9 @@ def enumeration_table(quick: bool) -> None:
 STAGES = ("conic", "purify", "certify", "dedupe", "propose")
 
 
-def sampling_table(seconds: float, seeds: list[int], gd: dict) -> None:
+def sampling_table(
+    seconds: float, seeds: list[int], gd: dict, strategies: tuple[str, ...] = STRATEGIES
+) -> None:
     print(f"\n## sampling, seed setting m = 200, p = 0.1, {seconds:g} s per strategy and seed")
     print(f"gradient_flow settings: {gd}")
     print(
@@ -86,7 +89,7 @@ def sampling_table(seconds: float, seeds: list[int], gd: dict) -> None:
         g = solve_global(ds)
         reg = FunctionRegistry(EnumTolerances(function=1e-4))  # union over the strategies
         union: dict[int, object] = {}
-        for strategy in ("random", "local", "gradient_flow"):
+        for strategy in strategies:
             t0 = time.perf_counter()
             res = sample_kkt(
                 ds, 10_000, strategy, seed=seed, time_budget=seconds, progress=False, **gd
@@ -129,6 +132,9 @@ def sampling_table(seconds: float, seeds: list[int], gd: dict) -> None:
     for seed, g_err, classes in per_seed:
         errs = [c.clean_error for c in classes]
         cnt = {k: sum(c.verdict == k for c in classes) for k in KKT_VERDICTS}
+        if not errs:  # possible with --strategies gradient_flow alone
+            print(f"{seed:>4} {0:7d} {'-':>8} {'-':>8} {g_err:10.4f}")
+            continue
         print(
             f"{seed:>4} {len(classes):7d} {min(errs):8.4f} {max(errs):8.4f} {g_err:10.4f} "
             f"{cnt['global_min']:10d} {cnt['local_min']:9d} {cnt['kkt']:13d} "
@@ -170,6 +176,10 @@ def main() -> None:
     ap.add_argument("--coverage-only", action="store_true", help="only the m = 6 coverage table")
     ap.add_argument("--sampling-only", action="store_true", help="only the m = 200 tables")
     ap.add_argument("--enumeration-only", action="store_true", help="only the m <= 6 table")
+    ap.add_argument(
+        "--strategies", default=",".join(STRATEGIES), help="comma-separated sampling strategies"
+    )
+    ap.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated dataset seeds (m = 200)")
     ap.add_argument("--gd-width", type=int, default=200)
     ap.add_argument("--gd-steps", type=int, default=500)
     ap.add_argument("--gd-init-scale", type=float, default=0.3)
@@ -183,9 +193,12 @@ def main() -> None:
         if args.enumeration_only:
             return
         coverage_table(30.0)
-    sampling_table(
-        20.0 if args.quick else args.sample_seconds, [0] if args.quick else [0, 1, 2, 3, 4], gd
-    )
+    strategies = tuple(s for s in args.strategies.split(",") if s)
+    unknown = set(strategies) - set(STRATEGIES)
+    if unknown:
+        ap.error(f"unknown strategies {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
+    seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",") if s]
+    sampling_table(20.0 if args.quick else args.sample_seconds, seeds, gd, strategies)
 
 
 if __name__ == "__main__":

@@ -491,6 +491,13 @@ class _GlobalBound:
 
     lower_bound: float
     max_rho: float
+    # objective of a feasible network (the global optimum's, scaled to margin >= 1): min (P) <= it
+    upper_bound: float | None = None
+
+
+# a failed cell's NNLS residual must exceed tol.stationarity by this relative margin before the
+# fast certificate relies on certify failing it too (rounding of both least-squares solutions)
+_FAIL_MARGIN = 1e-6
 
 
 def fast_certificate(
@@ -527,7 +534,15 @@ def fast_certificate(
       in every adjacent cell (the argument of ``certify``); or if there are at most
       2^``max_cells_log2`` combinations of the adjacent cells of those pairs and each cell's KKT
       system (pair in cell "exclude": mu <= 0; "include": mu >= lambda_i) has residual
-      <= ``tol.stationarity``, again by NNLS.
+      <= ``tol.stationarity``, again by NNLS;
+    * ``kkt_undecided`` if there are more than 2^``tol.max_cells_log2`` such combinations and
+      (1/2||theta||^2 - U) / (1/2||theta||^2) > ``tol.gap``, U = ``bound.upper_bound`` (optional:
+      the objective of a feasible network, so U >= min (P) >= every valid lower bound): exactly
+      what :func:`kktsolver.certify.certify` returns then (same pairs, same cap, and no lower bound
+      it computes can bring the gap under ``tol.gap``), without its bound LPs and cvxpy solves;
+      likewise when one of the <= 2^``max_cells_log2`` reduced cells above fails (NNLS residual
+      above ``tol.stationarity``), not every kink pair has sigma = +1 on an active point, and the
+      kink pairs number more than ``tol.max_cells_log2`` (``certify`` then stops undecided).
 
     Several kinks on one active point are handled through orderings (``best`` below). Returns None
     when it cannot decide (spare neurons, more than 64 orderings or 2^``max_cells_log2`` cells, a
@@ -631,9 +646,13 @@ def fast_certificate(
     mus = [(i, j, float(mu)) for (i, j), mu in zip(pairs, sol[na:], strict=True)]
     objective = net.objective()
     rel_gap = lower = max_rho = None
+    upper = None
     if bound is not None:
         lower, max_rho = float(bound.lower_bound), float(bound.max_rho)
         rel_gap = (objective - lower) / objective
+        upper = getattr(bound, "upper_bound", None)
+    # every valid lower bound LB <= min (P) <= upper, so (objective - LB) / objective > gap
+    not_global = upper is not None and (objective - upper) / objective > tol.gap
     notes = ["fast 1-D certificate (enumeration.fast_certificate): exact NNLS multipliers"]
     plus = [p for p in range(len(pairs)) if sigma[p] > 0]
     if rel_gap is not None and rel_gap <= tol.gap:
@@ -642,19 +661,56 @@ def fast_certificate(
     elif not plus:
         verdict = "local_min"
         notes.append("local_min: no spare neuron, the Clarke box lies in every adjacent cell")
+    elif len(plus) > tol.max_cells_log2:
+        if not not_global:
+            return None
+        # certify returns exactly this (its _local_analysis, same pairs, sigma and cap) once it
+        # has found the point stationary and not global; the NNLS residual is the least any
+        # multipliers achieve, and not_global holds for every lower bound certify could find
+        verdict = "kkt_undecided"
+        notes.append(
+            f"local minimality undecided: {len(plus)} pinned kinks to combine exceed "
+            f"2^{tol.max_cells_log2} adjacent cells (as certify); not global: (objective - U) / "
+            f"objective > gap, U = {upper:.10g} the global optimum's objective"
+        )
     elif len(plus) <= max_cells_log2:
+        n_all = int(on.sum())  # certify's kink pairs, also those on inactive points
+        failed = None
         for choice in itertools.product((1, 2), repeat=len(plus)):
             modes = [0] * len(pairs)
             for p, c in zip(plus, choice, strict=True):
                 modes[p] = c
             cell = best(modes)
-            if cell is None or not cell[0] <= tol.stationarity:
-                return None  # a reduced cell failed: the full certificate looks for a witness
-        verdict = "local_min"
-        notes.append(
-            f"local_min: no spare neuron; all {2 ** len(plus)} adjacent cells of the "
-            f"{len(plus)} pinned kinks with sigma = +1 are stationary (NNLS)"
-        )
+            if cell is None:
+                return None
+            if not cell[0] <= tol.stationarity:
+                failed = cell[0]
+                break
+        if failed is None:
+            verdict = "local_min"
+            notes.append(
+                f"local_min: no spare neuron; all {2 ** len(plus)} adjacent cells of the "
+                f"{len(plus)} pinned kinks with sigma = +1 are stationary (NNLS)"
+            )
+        elif (
+            failed > tol.stationarity * (1.0 + _FAIL_MARGIN)
+            and not_global
+            and n_all > max(tol.max_cells_log2, len(plus))
+        ):
+            # certify's _local_analysis: the reduced cell fails for it too (its multipliers are
+            # feasible for the cell, so its residual is >= the NNLS minimum), the failing cell is
+            # not a full one (pairs with sigma = -1 or on inactive points remain), and the full
+            # cells are not combined beyond 2^max_cells_log2: it returns kkt_undecided
+            verdict = "kkt_undecided"
+            notes.append(
+                f"local minimality undecided: an adjacent cell of the {len(plus)} pinned kinks "
+                f"with sigma = +1 fails (NNLS residual {failed:.3g}) and its {n_all} kink pairs "
+                f"exceed 2^{tol.max_cells_log2} full cells to combine (as certify); "
+                f"not global: (objective - U) / objective > gap, U = {upper:.10g} the global "
+                "optimum's objective"
+            )
+        else:
+            return None  # the full certificate looks for a witness in the full cells
     else:
         return None
     lam_sum = float(lam.sum())
@@ -865,7 +921,9 @@ class _Search:
         g = self._global
         if g is None or g is False or g.status != "optimal":
             return None
-        return _GlobalBound(float(g.lower_bound), float(g.max_rho))
+        mm = float(g.min_margin)
+        upper = float(g.objective) * max(1.0, 1.0 / mm) if mm > 0 else None
+        return _GlobalBound(float(g.lower_bound), float(g.max_rho), upper)
 
     def feasible(self, net: ReLUNetwork) -> ReLUNetwork | None:
         """``net`` scaled so that min_i y_i N(x_i) = 1 if it is below 1 (2-homogeneity: theta ->
@@ -1370,8 +1428,9 @@ def sample_kkt(
     Every attempt builds a block set B, solves (C_B) exactly, maps its optimum to a balanced network
     (zero blocks dropped; a vertex or a point of an optimal face, both KKT by MATH.md F2, F3 when
     the certifier agrees) and keeps it only if its certificate says KKT: :func:`fast_certificate`
-    (exact NNLS multipliers; decides global minima, local minima without spare neurons, and
-    rejects non-stationary points) and :func:`certify` for everything it leaves open. A class
+    (exact NNLS multipliers; decides global minima, local minima without spare neurons, the
+    ``kkt_undecided`` cases where certify provably stops undecided too, and rejects
+    non-stationary points) and :func:`certify` for everything it leaves open. A class
     already found is recognised before it is certified.
 
     Strategies
@@ -1502,6 +1561,10 @@ def _attempt(
                         feas, search.dataset, search.cert_tol, search.global_bound(), search.width
                     )
                 if not isinstance(quick, str):
+                    if hop:
+                        search.counters["accepted_after_hop"] = (
+                            search.counters.get("accepted_after_hop", 0) + 1
+                        )
                     own_blocks = tuple(b for b in own if b is not None)
                     return search.accept(feas, own_blocks, source, fast=True, cert=quick)
         across = {

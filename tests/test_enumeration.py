@@ -7,6 +7,7 @@ every block subset, its own canonical / uniqueness tests and its own comparison 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -408,6 +409,39 @@ def test_fast_certificate_agrees_with_certify_on_enumerated_points(five_point_en
     assert decided >= full.count // 2
     # spare neurons are left to certify
     assert fast_certificate(full.classes[0].network, ds, tol, g, width=9) is None
+
+
+@pytest.mark.parametrize("cells_log2", [0, 1])
+def test_fast_undecided_shortcut_is_certifys_verdict(five_point_enumeration, cells_log2):
+    """With a small cell cap (``max_cells_log2``) certify stops ``kkt_undecided`` on the pinned
+    classes that are not global; fast_certificate, given an upper bound on min (P), now returns
+    that verdict itself (too many sigma = +1 kinks, or a failing reduced cell with more kink pairs
+    than the cap): it must be certify's verdict on every enumerated class, and actually fire."""
+    from types import SimpleNamespace
+
+    from kktsolver.global_solver import solve_global
+
+    ds, full = five_point_enumeration
+    g = solve_global(ds)
+    tol = dataclasses.replace(full.cert_tolerances, max_cells_log2=cells_log2)
+    bound = SimpleNamespace(lower_bound=g.lower_bound, max_rho=g.max_rho, upper_bound=g.objective)
+    shortcut = 0
+    for c in full.classes:
+        fast = fast_certificate(c.network, ds, tol, bound)
+        ref = certify(c.network, ds, tol=tol)
+        assert _agrees(fast, ref), (c.objective, fast, ref.verdict)
+        if fast is not None and fast.verdict == "kkt_undecided":
+            shortcut += 1
+            assert ref.verdict == "kkt_undecided"
+            # cap 0: too many sigma = +1 kinks; cap 1: a failing reduced cell (both branches)
+            why = "pinned kinks to combine exceed" if cells_log2 == 0 else "an adjacent cell of"
+            assert any("(as certify)" in n and why in n for n in fast.notes), fast.notes
+            assert c.objective > g.objective * (1 + tol.gap)  # not global, by the bound used
+    assert shortcut >= 1
+    # without the upper bound the shortcut cannot prove "not global" and defers to certify
+    for c in full.classes:
+        fast = fast_certificate(c.network, ds, tol, g)
+        assert fast is None or fast.verdict != "kkt_undecided"
 
 
 def test_fast_certificate_two_kinks_on_one_point(three_point_v):
