@@ -21,8 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .data import Dataset, noisy_constant_1d
-from .errors import InputError, KKTSolverError
+from .data import Dataset, noisy_constant_1d, positive_int
+from .errors import InputError, KKTSolverError, check_tolerances
 from .store import ResultsStore, UnitRecord
 
 if sys.version_info >= (3, 11):
@@ -146,6 +146,15 @@ def _check_ms(ms: list[int], where: str) -> list[int]:
     return ms
 
 
+def _time_budget(section: dict[str, Any], where: str) -> float | None:
+    """The optional ``time_budget`` (seconds, > 0) of a grid section, or None."""
+    cap = section.get("time_budget")
+    if cap is not None:
+        check_tolerances(where, {"time_budget": cap}, positive=True)
+        cap = float(cap)
+    return cap
+
+
 def expand_units(config: SweepConfig) -> list[dict[str, Any]]:
     """The grid as a list of unit configurations (plain dicts), in a deterministic order.
 
@@ -194,9 +203,7 @@ def expand_units(config: SweepConfig) -> list[dict[str, Any]]:
         n = int(sec.get("n", 10))
         attempts = int(sec.get("attempts", 10 * n))
         width = sec.get("width", "own")
-        time_budget = sec.get("time_budget")
-        if time_budget is not None:
-            time_budget = float(time_budget)
+        time_budget = _time_budget(sec, w)
         if width != "own" and not (isinstance(width, int) and width >= 1):
             raise InputError(f'{w}: width must be "own" or a positive integer, got {width!r}')
         for m, p, s in instances:
@@ -217,11 +224,9 @@ def expand_units(config: SweepConfig) -> list[dict[str, Any]]:
                 f"{w}: 'budget' was replaced by 'attempts' (sampling attempts, reproducible) and "
                 "an optional 'time_budget' (seconds)"
             )
-        attempts = int(sec.get("attempts", 30))
-        if attempts < 1:
-            raise InputError(f"{w}: attempts must be a positive integer, got {attempts}")
-        cap = sec.get("time_budget")
-        extra = {"attempts": attempts} | ({} if cap is None else {"time_budget": float(cap)})
+        attempts = positive_int(sec.get("attempts", 30), f"{w} attempts")
+        cap = _time_budget(sec, w)
+        extra = {"attempts": attempts} | ({} if cap is None else {"time_budget": cap})
         for m, p, s in instances:
             for t in targets:
                 units.append(base("extreme", m, p, s, {"target": t, **extra}))
