@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ from scipy import sparse
 
 from .data import Dataset
 from .errors import InputError, SolverError, check_int_range, check_tolerances
-from .global_solver import GlobalResult, GlobalTolerances
+from .global_solver import GlobalResult, GlobalTolerances, _clean_error
 from .network import ReLUNetwork
 from .patterns import Block, SortedSample, network_from_blocks
 
@@ -1143,7 +1143,7 @@ def solve_global_large_diagnostics(
         len(hist["master"]),
     )
     if not converged:
-        result = _replace_status(result, "max_iter")
+        result = replace(result, status="max_iter")
     diag = ScaleDiagnostics(
         len(hist["master"]),
         tuple(hist["master"]),
@@ -1356,12 +1356,6 @@ def _solve_full(
     return result, diag
 
 
-def _replace_status(result: GlobalResult, status: str) -> GlobalResult:
-    from dataclasses import replace
-
-    return replace(result, status=status)
-
-
 def _chain_blocks(tk: np.ndarray, dk: np.ndarray, L0: np.ndarray, x: np.ndarray):
     """Block arrays of the relaxed chain solution after the flips, or None if the flips LP is
     infeasible (the linear part L0 cannot be absorbed by the kinks). Returns (arrays, residual)."""
@@ -1505,15 +1499,6 @@ def solve_global_large(
     return solve_global_large_diagnostics(dataset, tol, solver, max_iter, progress, master, method)[
         0
     ]
-
-
-def _clean_error(net: ReLUNetwork, dataset: Dataset) -> float | None:
-    """Exact clean error on the dataset's support (or [0, 1]); None without clean_error."""
-    try:
-        from .clean_error import clean_error
-    except ImportError:  # pragma: no cover - another helper's module
-        return None
-    return float(clean_error(net, dataset.support or (0.0, 1.0)))
 
 
 def network_margins_extended(network: ReLUNetwork, sample: SortedSample) -> np.ndarray:
