@@ -358,6 +358,11 @@ class Support:
     def U(self) -> np.ndarray:
         return self.beta[:, None] * self.D
 
+    def take(self, mask: np.ndarray) -> Support:
+        """The columns selected by ``mask`` (boolean or indices)."""
+        beta = None if self.beta is None else self.beta[mask]
+        return Support(self.k[mask], self.D[mask], self.edge[mask], beta)
+
 
 def candidates(
     geo: _Geometry,
@@ -537,6 +542,107 @@ class PolishInfo:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class _KKTLayout:
+    """Unknowns of the active-set KKT systems of :func:`polish` and :func:`_stationarize_pass`.
+
+    lambda_i of the points ``act`` at o_lam, G_1..G_m (2m) at o_G, u of the interior blocks ``ki``
+    at o_u (then, for stationarize, their beta at o_u + 2 nint), the ray masses alpha (``kr``) at
+    o_a and P, Q (4m) at the end: n unknowns. ``lin`` is :func:`_linear_kkt_rows` (rows 0..6m-1);
+    gs_*, gp_* are the G columns of the block starts / stops (-1 for G_0 = 0).
+    """
+
+    ki: np.ndarray
+    kr: np.ndarray
+    o_lam: int
+    o_G: int
+    o_u: int
+    o_a: int
+    n: int
+    lin: tuple[list, list, list]
+    iP: np.ndarray
+    iQ: np.ndarray
+    s_i: np.ndarray
+    s_r: np.ndarray
+    Er: np.ndarray
+    gs_i: np.ndarray
+    gp_i: np.ndarray
+    gs_r: np.ndarray
+    gp_r: np.ndarray
+
+    def u(self, z: np.ndarray) -> np.ndarray:
+        return z[self.o_u : self.o_u + 2 * self.ki.size].reshape(self.ki.size, 2)
+
+    def g_int(self, z: np.ndarray) -> np.ndarray:
+        """s_k (G_stop - G_start) of the interior blocks."""
+        return self.s_i[:, None] * (_g_at(z, self.gp_i) - _g_at(z, self.gs_i))
+
+    def g_ray(self, z: np.ndarray) -> np.ndarray:
+        """s_k (G_stop - G_start) of the ray blocks."""
+        return self.s_r[:, None] * (_g_at(z, self.gp_r) - _g_at(z, self.gs_r))
+
+    def start(
+        self,
+        geo: _Geometry,
+        sample: SortedSample,
+        sup: Support,
+        lam_act: np.ndarray,
+        lam_full: np.ndarray,
+    ) -> np.ndarray:
+        """Initial point from the support and multipliers (lam_full: sorted order, zero off act)."""
+        m = sample.m
+        z = np.zeros(self.n)
+        z[self.o_lam : self.o_lam + lam_act.size] = lam_act
+        z[self.o_G : self.o_G + 2 * m] = np.cumsum(
+            (lam_full * sample.y)[:, None] * sample.xt, axis=0
+        ).ravel()
+        U0 = sup.U()
+        z[self.o_u : self.o_u + 2 * self.ki.size] = U0[self.ki].ravel()
+        z[self.o_a : self.o_a + self.kr.size] = sup.beta[self.kr]
+        P, Q = _pq(geo, sample, sup.k, U0)
+        z[self.iP.ravel()] = P.ravel()
+        z[self.iQ.ravel()] = Q.ravel()
+        return z
+
+
+def _g_at(z: np.ndarray, gc: np.ndarray) -> np.ndarray:
+    return np.where(gc >= 0, z[np.maximum(gc, 0)], 0.0)
+
+
+def _kkt_layout(
+    geo: _Geometry, sample: SortedSample, sup: Support, act: np.ndarray, with_beta: bool
+) -> _KKTLayout:
+    """The :class:`_KKTLayout` of ``sup`` with multipliers on ``act`` (``with_beta``: an extra
+    unknown beta per interior block, as in :func:`_stationarize_pass`)."""
+    m, k = sample.m, sup.k
+    interior = sup.edge == 0
+    ki, kr = np.flatnonzero(interior), np.flatnonzero(~interior)
+    nint, nray = ki.size, kr.size
+    o_lam, o_G = 0, act.size
+    o_u = o_G + 2 * m
+    o_a = o_u + 2 * nint + (nint if with_beta else 0)
+    n = o_a + nray + 4 * m
+    lin_rows, lin_cols, lin_vals, iP, iQ = _linear_kkt_rows(
+        geo, sample, sup, k, ki, kr, act, (o_lam, o_G, o_u, o_a), n
+    )
+
+    def gcols(j):  # columns of G_j (j >= 1); -1 for G_0 = 0
+        return np.where(j[:, None] > 0, o_G + 2 * (j[:, None] - 1) + np.arange(2), -1)
+
+    return _KKTLayout(
+        ki, kr, o_lam, o_G, o_u, o_a, n, (lin_rows, lin_cols, lin_vals), iP, iQ,
+        geo.sign[k[ki]], geo.sign[k[kr]], sup.D[kr],
+        gcols(geo.start[k[ki]]), gcols(geo.stop[k[ki]]),
+        gcols(geo.start[k[kr]]), gcols(geo.stop[k[kr]]),
+    )  # fmt: skip
+
+
+def _square_csr(rows: list, cols: list, vals: list, n: int) -> sparse.csr_matrix:
+    return sparse.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    )
+
+
 def polish(
     geo: _Geometry,
     sample: SortedSample,
@@ -564,53 +670,34 @@ def polish(
     I = np.flatnonzero(active)
     nI = I.size
     k = sup.k
-    interior = sup.edge == 0
-    ki, kr = np.flatnonzero(interior), np.flatnonzero(~interior)
+    lay = _kkt_layout(geo, sample, sup, I, with_beta=False)
+    ki, kr, o_lam, o_u, o_a, n = lay.ki, lay.kr, lay.o_lam, lay.o_u, lay.o_a, lay.n
     nint, nray = ki.size, kr.size
-    o_lam, o_G = 0, nI
-    o_u = o_G + 2 * m
-    o_a = o_u + 2 * nint
-    n = o_a + nray + 4 * m
-    # P/Q recursions: interior blocks contribute u (two unit columns), ray blocks alpha e
-    lin_rows, lin_cols, lin_vals, iP, iQ = _linear_kkt_rows(
-        geo, sample, sup, k, ki, kr, I, (o_lam, o_G, o_u, o_a), n
-    )
+    s_i, s_r, Er = lay.s_i, lay.s_r, lay.Er
+    gs_i, gp_i, gs_r, gp_r = lay.gs_i, lay.gp_i, lay.gs_r, lay.gp_r
+    # P/Q recursions (interior blocks contribute u, ray blocks alpha e), then the active margins
     row0 = 6 * m
     rm = row0 + np.arange(nI)  # active margins
     coef = y[I, None] * xt[I]
+    lin_rows, lin_cols, lin_vals = lay.lin
     lin_rows += [np.repeat(rm, 2), np.repeat(rm, 2)]
-    lin_cols += [iP[I].ravel(), iQ[I].ravel()]
+    lin_cols += [lay.iP[I].ravel(), lay.iQ[I].ravel()]
     lin_vals += [coef.ravel(), coef.ravel()]
     row0 += nI
     r_int = row0 + np.arange(2 * nint).reshape(nint, 2)
     r_ray = row0 + 2 * nint + np.arange(nray)
-    L = sparse.csr_matrix(
-        (np.concatenate(lin_vals), (np.concatenate(lin_rows), np.concatenate(lin_cols))),
-        shape=(n, n),
-    )
-    s_i, s_r = geo.sign[k[ki]], geo.sign[k[kr]]
-    Er = sup.D[kr]
-
-    def gcols(j):  # columns of G_j (j >= 1); -1 for G_0 = 0
-        return np.where(j[:, None] > 0, o_G + 2 * (j[:, None] - 1) + np.arange(2), -1)
-
-    gs_i, gp_i = gcols(geo.start[k[ki]]), gcols(geo.stop[k[ki]])
-    gs_r, gp_r = gcols(geo.start[k[kr]]), gcols(geo.stop[k[kr]])
-
-    def G(z, gc):
-        return np.where(gc >= 0, z[np.maximum(gc, 0)], 0.0)
+    L = _square_csr(lin_rows, lin_cols, lin_vals, n)
 
     def unit(z):
-        u = z[o_u : o_u + 2 * nint].reshape(nint, 2)
+        u = lay.u(z)
         return u, np.linalg.norm(u, axis=1)
 
     def residual(z):
         F = L @ z
         F[rm] -= 1.0
         u, nu = unit(z)
-        F[r_int] = u / nu[:, None] - s_i[:, None] * (G(z, gp_i) - G(z, gs_i))
-        h_r = s_r[:, None] * (G(z, gp_r) - G(z, gs_r))
-        F[r_ray] = np.einsum("kj,kj->k", Er, h_r) - 1.0
+        F[r_int] = u / nu[:, None] - lay.g_int(z)
+        F[r_ray] = np.einsum("kj,kj->k", Er, lay.g_ray(z)) - 1.0
         return F
 
     def jacobian(z):
@@ -632,23 +719,12 @@ def polish(
                 rows.append(r_ray[ok])
                 cols.append(gc[ok, a])
                 vals.append(sgn * s_r[ok] * Er[ok, a])
-        N = sparse.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-        )
-        return (L + N).tocsc()
+        return (L + _square_csr(rows, cols, vals, n)).tocsc()
 
     # initial point: the LP vertex and its multipliers
-    z = np.zeros(n)
     lam_full = np.zeros(m)
     lam_full[I] = lam0[I]
-    z[o_lam : o_lam + nI] = lam0[I]
-    z[o_G : o_G + 2 * m] = np.cumsum((lam_full * y)[:, None] * xt, axis=0).ravel()
-    U0 = sup.U()
-    z[o_u : o_u + 2 * nint] = U0[ki].ravel()
-    z[o_a : o_a + nray] = sup.beta[kr]
-    P, Q = _pq(geo, sample, k, U0)
-    z[iP.ravel()] = P.ravel()
-    z[iQ.ravel()] = Q.ravel()
+    z = lay.start(geo, sample, sup, lam0[I], lam_full)
     prim = np.zeros(n)
     prim[o_u : o_a + nray] = tol.newton_reg
     reg = sparse.diags(prim)
@@ -772,7 +848,7 @@ def stationarize(
         sup = _repair(geo, sup, conflict, repair)
     live = sup.beta > 0
     dropped = int((~live).sum())
-    out = Support(sup.k[live], sup.D[live], sup.edge[live], sup.beta[live])
+    out = sup.take(live)
     if not converged and first_converged is not None:
         out, lam = first_converged
         converged, msg = True, msg + "; returned the first converged pass (a kink off its block)"
@@ -782,8 +858,14 @@ def stationarize(
 
 def _live(sup: Support) -> Support:
     """The neurons of nonzero mass (merging a zero-mass neuron would divide by zero)."""
-    keep = sup.beta > 0
-    return Support(sup.k[keep], sup.D[keep], sup.edge[keep], sup.beta[keep])
+    return sup.take(sup.beta > 0)
+
+
+def _edge_coords(geo: _Geometry, k: np.ndarray, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """<G1_k, d> / ||G1_k|| and <R2_k, d> / ||R2_k||: both >= 0 iff d is in block k's cone."""
+    g1 = np.einsum("kj,kj->k", geo.G1[k], D) / np.linalg.norm(geo.G1[k], axis=1)
+    g2 = np.einsum("kj,kj->k", geo.R2[k], D) / np.linalg.norm(geo.R2[k], axis=1)
+    return g1, g2
 
 
 def _repair(geo: _Geometry, sup: Support, conflict: np.ndarray, how: str) -> Support:
@@ -803,14 +885,13 @@ def _repair(geo: _Geometry, sup: Support, conflict: np.ndarray, how: str) -> Sup
         D, edge = sup.D.copy(), sup.edge.copy()
         j = np.flatnonzero(conflict & interior)
         kk = sup.k[j]
-        g1 = np.einsum("kj,kj->k", geo.G1[kk], D[j]) / np.linalg.norm(geo.G1[kk], axis=1)
-        g2 = np.einsum("kj,kj->k", geo.R2[kk], D[j]) / np.linalg.norm(geo.R2[kk], axis=1)
+        g1, g2 = _edge_coords(geo, kk, D[j])
         first = (g1 <= g2) & ~np.isnan(geo.E1[kk, 0])
         second = (g1 > g2) & ~np.isnan(geo.E1[kk, 0])
         D[j[first]], edge[j[first]] = geo.E1[kk[first]], 1
         D[j[second]], edge[j[second]] = geo.E2[kk[second]], 2
         return merge(_live(Support(sup.k, D, edge, sup.beta)), geo, 1e-12)
-    return Support(sup.k[keep], sup.D[keep], sup.edge[keep], sup.beta[keep])
+    return sup.take(keep)
 
 
 def _stationarize_pass(geo, sample, sup, lam, C, tol, xt, y, accept=1e-10, max_newton=40):
@@ -819,59 +900,31 @@ def _stationarize_pass(geo, sample, sup, lam, C, tol, xt, y, accept=1e-10, max_n
     m = sample.m
     nC = C.size
     k = sup.k
-    interior = sup.edge == 0
-    ki, kr = np.flatnonzero(interior), np.flatnonzero(~interior)
+    lay = _kkt_layout(geo, sample, sup, C, with_beta=True)
+    ki, kr, o_lam, o_u, o_a, n = lay.ki, lay.kr, lay.o_lam, lay.o_u, lay.o_a, lay.n
     nint, nray = ki.size, kr.size
-    o_lam, o_G = 0, nC
-    o_u = o_G + 2 * m
     o_b = o_u + 2 * nint
-    o_a = o_b + nint
-    n = o_a + nray + 4 * m
-    lin_rows, lin_cols, lin_vals, iP, iQ = _linear_kkt_rows(
-        geo, sample, sup, k, ki, kr, C, (o_lam, o_G, o_u, o_a), n
-    )
     row0 = 6 * m
     rm = row0 + np.arange(nC)
     r_int = row0 + nC + np.arange(2 * nint).reshape(nint, 2)
     r_nrm = row0 + nC + 2 * nint + np.arange(nint)
     r_ray = row0 + nC + 3 * nint + np.arange(nray)
-    L = sparse.csr_matrix(
-        (np.concatenate(lin_vals), (np.concatenate(lin_rows), np.concatenate(lin_cols))),
-        shape=(n, n),
-    )
-    s_i, s_r = geo.sign[k[ki]], geo.sign[k[kr]]
-    Er = sup.D[kr]
+    L = _square_csr(*lay.lin, n)
+    s_i, s_r, Er = lay.s_i, lay.s_r, lay.Er
+    gs_i, gp_i, gs_r, gp_r = lay.gs_i, lay.gp_i, lay.gs_r, lay.gp_r
     coefC = y[C, None] * xt[C]
-    iPC, iQC = iP[C], iQ[C]
+    iPC, iQC = lay.iP[C], lay.iQ[C]
 
-    def gcols(j):  # columns of G_j (j >= 1); -1 for G_0 = 0
-        return np.where(j[:, None] > 0, o_G + 2 * (j[:, None] - 1) + np.arange(2), -1)
-
-    gs_i, gp_i = gcols(geo.start[k[ki]]), gcols(geo.stop[k[ki]])
-    gs_r, gp_r = gcols(geo.start[k[kr]]), gcols(geo.stop[k[kr]])
-
-    def G(z, gc):
-        return np.where(gc >= 0, z[np.maximum(gc, 0)], 0.0)
-
-    # initial point
-    z = np.zeros(n)
-    z[o_lam : o_lam + nC] = lam[C]
-    z[o_G : o_G + 2 * m] = np.cumsum((lam * y)[:, None] * xt, axis=0).ravel()
-    U0 = sup.U()
-    z[o_u : o_u + 2 * nint] = U0[ki].ravel()
+    # initial point (lam is zero off C)
+    z = lay.start(geo, sample, sup, lam[C], lam)
     z[o_b : o_b + nint] = sup.beta[ki]
-    z[o_a : o_a + nray] = sup.beta[kr]
-    P, Q = _pq(geo, sample, k, U0)
-    z[iP.ravel()] = P.ravel()
-    z[iQ.ravel()] = Q.ravel()
     sb = float(max(sup.beta.max(initial=0.0), 1e-300))
     sl = float(max(lam[C].max(initial=0.0), 1e-300))
     # proximal term on every unknown: the multipliers of a degenerate vertex are not unique either
     reg = sparse.identity(n, format="csc") * tol.newton_reg
 
     def parts(z):
-        gi = s_i[:, None] * (G(z, gp_i) - G(z, gs_i))
-        gr = s_r[:, None] * (G(z, gp_r) - G(z, gs_r))
+        gi, gr = lay.g_int(z), lay.g_ray(z)
         marg = np.einsum("ij,ij->i", coefC, z[iPC] + z[iQC])
         return gi, gr, marg
 
@@ -895,7 +948,7 @@ def _stationarize_pass(geo, sample, sup, lam, C, tol, xt, y, accept=1e-10, max_n
         (pm, pn, pr), gi, _, _ = pairs(z)
         F[rm], F[r_nrm], F[r_ray] = _fb(*pm), _fb(*pn), _fb(*pr)
         beta = z[o_b : o_b + nint]
-        u = z[o_u : o_u + 2 * nint].reshape(nint, 2)
+        u = lay.u(z)
         F[r_int] = (u - beta[:, None] * gi) / sb
         return F
 
@@ -936,10 +989,7 @@ def _stationarize_pass(geo, sample, sup, lam, C, tol, xt, y, accept=1e-10, max_n
                 rows.append(r_ray[ok])
                 cols.append(gc[ok, c])
                 vals.append(-br[ok] * sgn * s_r[ok] * Er[ok, c])
-        N = sparse.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-        )
-        return (L + N).tocsc()
+        return (L + _square_csr(rows, cols, vals, n)).tocsc()
 
     # merit: every row dimensionless (recursion rows of P, Q in units of sb, of G in units of sl)
     wrow = np.ones(n)
@@ -973,13 +1023,10 @@ def _stationarize_pass(geo, sample, sup, lam, C, tol, xt, y, accept=1e-10, max_n
     beta[ki] = beta_i * ng  # ||u|| = beta ||g|| (= beta at the solution)
     beta[kr] = alpha
     # an interior direction outside its cone: the kink crossed a data point -> put it on the edge
-    g1 = np.einsum("kj,kj->k", geo.G1[k[ki]], D[ki])
-    g2 = np.einsum("kj,kj->k", geo.R2[k[ki]], D[ki])
+    g1, g2 = _edge_coords(geo, k[ki], D[ki])
     half = np.isnan(geo.E1[k[ki], 0])
     # (clearly outside only: a kink within rounding of its data point is fine for the Clarke KKT
     # conditions, and moving it made the next pass fail at m = 300)
-    g1 = g1 / np.linalg.norm(geo.G1[k[ki]], axis=1)
-    g2 = g2 / np.linalg.norm(geo.R2[k[ki]], axis=1)
     out1 = (g1 < -1e-9) & (g1 <= g2) & ~half & (beta[ki] > 0)
     out2 = (g2 < -1e-9) & ~out1 & ~half & (beta[ki] > 0)
     moved = bool(out1.any() or out2.any())
@@ -1336,7 +1383,7 @@ def solve_global(
         active = (lam_lp > 1e-9 * lam_lp.max()) | active_extra
         # LP masses this small are compensation for inexact directions, not neurons of the optimum
         big = sup_lp.beta > tol.polish_drop * sup_lp.beta.max()
-        sup_big = Support(sup_lp.k[big], sup_lp.D[big], sup_lp.edge[big], sup_lp.beta[big])
+        sup_big = sup_lp.take(big)
         sup_p, lam_p, info = polish(geo, sample, sup_big, active, lam_lp, tol)
         ok = info.converged and np.all(sup_p.beta >= 0) and np.all(lam_p >= 0)
         timings["polish"] += time.perf_counter() - t
