@@ -81,7 +81,7 @@ from typing import Any
 
 import numpy as np
 
-from .certify import Certificate, CertTolerances, certify
+from .certify import Certificate, CertTolerances, certify, kink_pairs
 from .clean_error import clean_error
 from .data import Dataset, check_interval, check_seed, positive_int
 from .errors import InputError, SolverError, check_int_range, check_tolerances
@@ -348,17 +348,27 @@ class FunctionRegistry:
         form = function_form(network, self.tol, self.interval)
         return self._find(self._support_forms, form, "n_support")
 
-    def known(self, network: ReLUNetwork, objective: float) -> bool:
-        """Whether (function, objective) is a registered class (nothing is registered)."""
-        fid = self._find(self._forms, function_form(network, self.tol), None)
+    def known(
+        self, network: ReLUNetwork, objective: float, form: _FunctionForm | None = None
+    ) -> bool:
+        """Whether (function, objective) is a registered class (nothing is registered).
+
+        ``form``: ``function_form(network, tol)`` if the caller has it already."""
+        form = function_form(network, self.tol) if form is None else form
+        fid = self._find(self._forms, form, None)
         if fid is None:
             return False
         otol = self.tol.objective * max(1.0, abs(objective))
         return any(abs(o - objective) <= otol for _, o in self._objectives.get(fid, []))
 
-    def lookup(self, network: ReLUNetwork, objective: float) -> tuple[int, int, bool]:
-        """(function_id, class_id, is_new_class); registers the function and class if new."""
-        fid = self._find(self._forms, function_form(network, self.tol), "n_functions")
+    def lookup(
+        self, network: ReLUNetwork, objective: float, form: _FunctionForm | None = None
+    ) -> tuple[int, int, bool]:
+        """(function_id, class_id, is_new_class); registers the function and class if new.
+
+        ``form``: as in :meth:`known`."""
+        form = function_form(network, self.tol) if form is None else form
+        fid = self._find(self._forms, form, "n_functions")
         objs = self._objectives.setdefault(fid, [])
         otol = self.tol.objective * max(1.0, abs(objective))
         cid = next((c for c, o in objs if abs(o - objective) <= otol), None)
@@ -567,7 +577,8 @@ def fast_certificate(
     if (net.n if width is None else width) != nnz:
         return None  # spare neurons: the full certificate decides (MATH.md F4)
     Xt = np.column_stack([X[:, 0], np.ones(m)])
-    on = (np.abs(Z) <= tol.kink * np.linalg.norm(Xt, axis=1)[:, None] * norms[None, :]) & live
+    on = np.zeros(Z.shape, dtype=bool)  # certify's kink pairs, also those on inactive points
+    on[tuple(kink_pairs(Z, net, Xt, tol.kink, live).T)] = True
     active = np.flatnonzero(margins <= 1.0 + tol.active)
     n, na = net.n, active.size
     ind = (Z > 0) & ~on  # activation indicator; kinks on data points go through mu
@@ -788,8 +799,8 @@ class _Search:
         self.seconds: float | None = None
         self.global_blocks: list[Block] | None = None
         self._global: Any = None  # GlobalResult, or False when solve_global failed
-        self.proposed: set[tuple[Block, ...]] = set()
-        self.timings: dict[str, float] = {}  # block sets already solved by a sampler
+        self.proposed: set[tuple[Block, ...]] = set()  # block sets already solved by a sampler
+        self.timings: dict[str, float] = {}  # wall time per stage (``timed``)
 
     @contextlib.contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -962,15 +973,14 @@ class _Search:
             if cert is _UNSET:
                 with self.timed("certify"):
                     cert = fast_certificate(net, ds, self.cert_tol, self.global_bound(), self.width)
-            got = cert
-            if isinstance(got, str):
+            if isinstance(cert, str):
                 self.counters["rejected_by_certificate"] += 1
                 return None
-            cert = got
         else:
             cert = None
         with self.timed("dedupe"):
-            known = self.registry.known(net, obj)
+            form = function_form(net, self.tol)  # one form for dedupe, registration and kinks
+            known = self.registry.known(net, obj, form)
         if known:
             self.counters["duplicates"] += 1
             return None
@@ -987,8 +997,7 @@ class _Search:
             self.counters["rejected_by_certificate"] += 1
             return None
         self.counters["certified"] += 1
-        fid, cid, new = self.registry.lookup(net, obj)
-        form = function_form(net, self.tol)
+        fid, cid, new = self.registry.lookup(net, obj, form)
         cls = KKTClass(
             class_id=cid,
             function_id=fid,
@@ -1549,10 +1558,7 @@ def _attempt(
         used = [b for b, k in zip(used, nz, strict=True) if k]
         net = network_from_blocks(used, U[nz])
         # the network's own blocks (a free block whose optimum sits on a cone edge is pinned there)
-        own = [
-            block_of_neuron(net.W[j, 0], net.b[j], net.v[j], search.sample, search.tol.kink)
-            for j in range(net.n)
-        ]
+        own = _own_blocks(net, search.sample, search.tol.kink)
         if early:  # already stationary (exact NNLS multipliers): no hop, no merge re-solve
             feas = search.feasible(net)
             if feas is not None:
@@ -1591,15 +1597,7 @@ def _attempt(
     # optimum on an edge shared by two cells splits one neuron over both with directions off by
     # ~sqrt(tolerance); merged, the edge is the pinned block and its ray is solved exactly.
     merged = net.merged(rtol=search.tol.merge)
-    final = sorted(
-        {
-            block_of_neuron(
-                merged.W[j, 0], merged.b[j], merged.v[j], search.sample, search.tol.merge
-            )
-            for j in range(merged.n)
-        }
-        - {None}
-    )
+    final = sorted(set(_own_blocks(merged, search.sample, search.tol.merge)) - {None})
     if final and final != sorted(used):
         res = search.solve_blocks(final)
         if (
@@ -1613,17 +1611,10 @@ def _attempt(
             nz = np.linalg.norm(U2, axis=1) > 0
             used, U = [b for b, k in zip(final, nz, strict=True) if k], U2
             net = network_from_blocks(used, U[nz])
-            own = [
-                block_of_neuron(net.W[j, 0], net.b[j], net.v[j], search.sample, search.tol.kink)
-                for j in range(net.n)
-            ]
     # polish only a unique optimum: re-solving a face would return its analytic centre, not a vertex
     if search.sample.m <= POLISH_MAX_M and search._unique(used, U[nz], None):
         net = search.polished(used, net)
-        own = [
-            block_of_neuron(net.W[j, 0], net.b[j], net.v[j], search.sample, search.tol.kink)
-            for j in range(net.n)
-        ]
+    own = _own_blocks(net, search.sample, search.tol.kink)  # of the final network
     return search.accept(net, tuple(b for b in own if b is not None), source, fast=True)
 
 
@@ -1649,6 +1640,11 @@ def _global_network(search: _Search) -> ReLUNetwork:
     used = [b for b, k in zip(blocks, keep, strict=True) if k]
     V = vertex_of_face(search.sample, used, U[keep])
     return network_from_blocks(used, U[keep] if V is None else V, atol=0.0).pruned()
+
+
+def _own_blocks(net: ReLUNetwork, sample: SortedSample, kink: float) -> list[Block | None]:
+    """Each neuron's block on the data (``patterns.block_of_neuron``; None: zero there)."""
+    return [block_of_neuron(net.W[j, 0], net.b[j], net.v[j], sample, kink) for j in range(net.n)]
 
 
 def _adjacent_cells(landed: Block, m: int) -> tuple[Block, Block | None]:
@@ -1798,12 +1794,7 @@ class _Proposer:
         once."""
         if self.search.global_blocks is None:
             net = _global_network(self.search)
-            own = {
-                block_of_neuron(
-                    net.W[j, 0], net.b[j], net.v[j], self.search.sample, self.search.tol.kink
-                )
-                for j in range(net.n)
-            }
+            own = set(_own_blocks(net, self.search.sample, self.search.tol.kink))
             self.search.global_blocks = sorted(b for b in own if b is not None)
         return list(self.search.global_blocks)
 
@@ -1929,8 +1920,7 @@ class _FlowProposer(_Proposer):
             self.search.counters["gd_failed"] = self.search.counters.get("gd_failed", 0) + 1
             return []
         net, sample = traj.network, self.search.sample
-        own = {block_of_neuron(net.W[j, 0], net.b[j], net.v[j], sample, 0.0) for j in range(net.n)}
-        blocks = {b for b in own if b is not None}
+        blocks = set(_own_blocks(net, sample, 0.0)) - {None}
         # A short run rarely fits isolated noisy points yet (measured at m = 200: GD fits the 21
         # flipped
         # labels only after far more steps), and a pattern that misclassifies a point makes (C_B)
