@@ -899,7 +899,7 @@ def _polished_cell(sample: Any, blocks: list, sub: Any) -> tuple[np.ndarray, flo
         sup, lam = gs.purify(geo, sample, cols, rows, tol.lp_tol)
         sup = gs.merge(sup, geo, tol.snap_rtol)
         big = sup.beta > tol.polish_drop * sup.beta.max()
-        sup = gs.Support(sup.k[big], sup.D[big], sup.edge[big], sup.beta[big])
+        sup = sup.take(big)
         sup, lam, info = gs.polish(geo, sample, sup, lam > 1e-9 * lam.max(), lam, tol)
     except SolverError:
         return None
