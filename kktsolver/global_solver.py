@@ -54,9 +54,8 @@ class GlobalTolerances:
         A conic block with ||u_k|| <= support_rtol * max_k ||u_k|| is not a purification candidate.
     candidate_rho : float
         Blocks with rho_k(lambda) >= 1 - candidate_rho also become candidates (direction: the
-        maximiser
-        of s_k <u, g_k(lambda)> over the cone), so a wrong conic support is repaired in the next
-        round.
+        maximiser of s_k <u, g_k(lambda)> over the cone), so a wrong conic support is repaired in
+        the next round.
     snap_rtol : float
         A candidate direction d with <a, d> <= snap_rtol ||a|| for a cone row a (kink within about
         snap_rtol of a data point) is snapped onto that cone edge: the kink sits ON the data point.
@@ -119,16 +118,14 @@ class GlobalResult:
     ----------
     network : ReLUNetwork
         Balanced network of minimal width (one neuron per support block), scaled so that every
-        margin
-        is >= 1: feasible for (P).
+        margin is >= 1: feasible for (P).
     multipliers : ndarray, shape (m,)
         lambda >= 0 in the DATASET's order (zero off the active margins).
     objective : float
         1/2 ||theta||^2 of ``network`` (an upper bound on min (P)).
     lower_bound : float
         sum_i lambda_i / max(1, max_k rho_k(lambda)) over every block (MATH.md section 3): a
-        certified
-        lower bound on min (P) up to float rounding in rho.
+        certified lower bound on min (P) up to float rounding in rho.
     relative_gap : float
         (objective - lower_bound) / objective.
     min_margin : float
@@ -346,8 +343,7 @@ class Support:
     """Columns of the purification LP / support of a solution: block k, unit direction d, edge flag.
 
     ``edge`` 0: d is inside the cone (free to rotate in the polish); 1 or 2: d is that cone edge
-    (kink
-    on a data point, fixed ray). ``beta`` are the masses ||u|| (u = beta d).
+    (kink on a data point, fixed ray). ``beta`` are the masses ||u|| (u = beta d).
     """
 
     k: np.ndarray
@@ -505,8 +501,8 @@ def merge(sup: Support, geo: _Geometry, snap_rtol: float = 1e-6) -> Support:
 
     Columns of the same block add up (u = sum beta_j d_j stays in the convex cone and
     ||sum|| <= sum ||.||, so the LP optimum is kept); a column on a cone edge whose neighbouring
-    cell
-    shares that ray is the same neuron, so rays are identified by (sign, direction) across blocks.
+    cell shares that ray is the same neuron, so rays are identified by (sign, direction) across
+    blocks.
     """
     if sup.k.size == 0:
         return sup
@@ -1163,11 +1159,9 @@ def _regularised_step(J: sparse.spmatrix, F: np.ndarray, reg: sparse.spmatrix) -
         [ J'   R ] [dz] = [0],     r = J dz + F  (first row: -r + J dz = -F).
 
     The primal optimum is often not unique (a right- and a left-facing neuron at one kink differ by
-    a
-    linear function, MATH.md section 4): J is then singular along primal directions only, and the
-    tiny
-    proximal term R on the primal unknowns picks the step of least primal motion (Gauss-Newton on a
-    consistent system converges quadratically; the term does not move the solution set).
+    a linear function, MATH.md section 4): J is then singular along primal directions only, and the
+    tiny proximal term R on the primal unknowns picks the step of least primal motion (Gauss-Newton
+    on a consistent system converges quadratically; the term does not move the solution set).
     """
     n = J.shape[0]
     # the same matrix as sparse.bmat([[-I, J], [J', reg]]) (bitwise: same entries, same explicit
@@ -1217,14 +1211,12 @@ def restore_feasibility(
     net: ReLUNetwork, X: np.ndarray, y: np.ndarray
 ) -> tuple[ReLUNetwork, float]:
     """Stage 5: scale theta by c = sqrt((1 + delta) / min margin) (N is 2-homogeneous), so every
-    margin
-    is >= 1 + delta >= 1 on the points X, y (pass the dataset's own order: that is how users
+    margin is >= 1 + delta >= 1 on the points X, y (pass the dataset's own order: that is how users
     evaluate).
 
     delta = 4 eps max_i sum_j |v_j relu(z_ij)| / min margin covers the rounding of N(x_i) in another
     summation order (measured: margins of networks with 1/2||theta||^2 ~ 1e7 differ by ~1e-10
-    between
-    row orders of the same BLAS product). Returns the scaled network and its min margin.
+    between row orders of the same BLAS product). Returns the scaled network and its min margin.
     """
     Z = np.maximum(net.preactivations(X), 0.0)
     mm = float((y * (Z @ net.v)).min())
@@ -1294,10 +1286,8 @@ def solve_global(
     same way (``formulation`` says which path ran).
 
     Stages: (1) interior-point solve of (C_B) over all 2(2m - 1) blocks; (2) purify: LP vertex over
-    the
-    candidate directions; (3) merge duplicate neurons; (4) polish: Newton on the KKT equations of
-    the
-    active system; (5) scale theta by 1/sqrt(min margin); (6) certify: lower bound
+    the candidate directions; (3) merge duplicate neurons; (4) polish: Newton on the KKT equations
+    of the active system; (5) scale theta by 1/sqrt(min margin); (6) certify: lower bound
     sum lambda / max(1, max_k rho_k(lambda)). Stages 2-4 repeat (up to ``tol.max_rounds``) with the
     blocks that the polished multipliers price above 1 until the relative gap is <= ``tol.gap``.
 

@@ -64,8 +64,7 @@ class ScaleTolerances:
     price : float
         A gap gets kink blocks when max_k rho_k >= 1 - price for one of its blocks (tight or
         violated dual constraint of the all-gaps dual LP); the loop stops when no new gap and no new
-        point
-        arrive.
+        point arrive.
     margin : float
         A point enters the master when its margin is below 1 - margin.
     solver : float
@@ -224,8 +223,7 @@ def margins_extended(
 
     N(x_i) = <P_i + Q_i, x~_i> with P_i = sum of s u over all/right blocks starting at or before i
     and Q_i = sum over left blocks ending at or after i (MATH.md section 4), accumulated in long
-    double so
-    that the O(1) margins survive the cancellation of 10^9-sized neurons. Same formula as
+    double so that the O(1) margins survive the cancellation of 10^9-sized neurons. Same formula as
     :func:`subproblem.margins_of`, which works in float64 on Block lists.
     """
     m = sample.m
@@ -566,8 +564,8 @@ _OFFSETS = np.array([-1 / 16, -1 / 64, -1 / 256, 0.0, 1 / 256, 1 / 64, 1 / 16])
 
 def _cluster(t: np.ndarray, width: np.ndarray) -> np.ndarray:
     """Candidates t + width * {0, +-1/256, +-1/64, +-1/16}: between them |R| / w can exceed its
-    value
-    at the nearest candidate only by ~(spacing)^2 / 8, so a tangency is cut off in one round."""
+    value at the nearest candidate only by ~(spacing)^2 / 8, so a tangency is cut off in one
+    round."""
     return (t[:, None] + width[:, None] * _OFFSETS[None, :]).ravel()
 
 
@@ -638,8 +636,7 @@ def _repair_nonnegative(
 
     The LP meets lambda_j >= 0 only to its feasibility tolerance (scaled rows); a negative
     lambda_j is removed by shifting R_j by lambda_j / (y_j (1/D_{j-1} + 1/D_j)) ~ lambda_j D (tiny),
-    which
-    changes only its neighbours' lambda. A few Gauss-Seidel sweeps (interior points only).
+    which changes only its neighbours' lambda. A few Gauss-Seidel sweeps (interior points only).
     """
     R = np.array(R, dtype=_LD)
     x = xs.astype(_LD)
@@ -879,9 +876,8 @@ def _flips(L0: np.ndarray, sign: np.ndarray, U: np.ndarray) -> tuple[np.ndarray,
 
     Moving the fraction phi_k of right-facing kink k to a left-facing neuron -phi_k u_k in the
     same gap keeps f and adds phi_k s_k u_k to the global linear part (MATH.md section 4), so this
-    makes the
-    all-active blocks (nearly) unnecessary. A vertex of the LP (HiGHS) has at most two fractional
-    phi. Returns None when the LP is infeasible.
+    makes the all-active blocks (nearly) unnecessary. A vertex of the LP (HiGHS) has at most two
+    fractional phi. Returns None when the LP is infeasible.
     """
     from scipy.optimize import linprog
 
