@@ -146,9 +146,10 @@ class EnumTolerances:
         (``patterns.block_of_neuron``); decides free vs pinned blocks.
     tight : margin i is tight iff y_i N(x_i) <= 1 + tight (rank test).
     rank : the tight margin matrix has full column rank iff sigma_min > rank * sigma_max.
-    function : two functions are equal iff they have the same number of kinks, kinks within
-        function * (1 + |t|), slopes at -inf / +inf and values at every kink within function *
-        scale, scale = 1 + max |value at kinks| (values are O(1): margins are 1).
+    function : two functions are equal iff sup |f_a - f_b| <= function * scale (on R: end slopes
+        and values at 0 and at every kink of either within that; on an interval: at its ends and
+        interior kinks), scale = 1 + the largest |value| at a kink or at 0 or |end slope| of
+        either function (``_same_function``).
     slope_change : a kink whose slope change is <= slope_change * (1 + max |slope|) is not a kink.
     objective : same class iff objectives agree within objective * max(1, objective).
     dual_slack : slack of the dual-prune LP rows (rows are normalised so that ||g_k|| = 1).
