@@ -124,8 +124,17 @@ _UNSET = object()  # marks an argument that was not given
 KKT_VERDICTS = ("kkt", "kkt_undecided", "local_min", "global_min")
 STRATEGIES = ("random", "local", "gradient_flow")
 
-#: Clarabel settings for candidate subproblems (tight: the certifier checks stationarity to 1e-6)
-SOLVER_OPTIONS = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10, "max_iter": 200}
+#: Clarabel settings for candidate subproblems (tight: the certifier checks stationarity to 1e-6).
+#: Iterative refinement off: it took half of Clarabel's time on the m = 200 subproblems of the
+#: sampler (measured 22 ms -> 12 ms per solve, same 31 iterations, objective within 2e-9
+#: relative), and every candidate is purified and certified afterwards anyway.
+SOLVER_OPTIONS = {
+    "tol_gap_abs": 1e-10,
+    "tol_gap_rel": 1e-10,
+    "tol_feas": 1e-10,
+    "max_iter": 200,
+    "iterative_refinement_enable": False,
+}
 #: settings of the one retry of a certificate-rejected vertex candidate (``_Search.retry_tight``)
 TIGHT_SOLVER_OPTIONS = {
     "tol_gap_abs": 1e-14,
