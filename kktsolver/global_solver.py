@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ __all__ = [
     "purify",
     "merge",
     "polish",
+    "polish_blocks",
     "refine_kinks",
     "stationarize",
     "lower_bound",
@@ -219,6 +221,20 @@ class _Geometry:
     stop: np.ndarray
     right_at: np.ndarray
     left_at: np.ndarray
+
+    @cached_property
+    def neighbours(self) -> dict[int, list[int]]:
+        """Blocks of the same facing and sign in the adjacent gaps (they share a cone edge);
+        computed on first use and kept with this geometry."""
+        index = {(b.direction, b.gap, b.sign): i for i, b in enumerate(self.blocks)}
+        return {
+            i: [
+                index[key]
+                for g in (b.gap - 1, b.gap + 1)
+                if (key := (b.direction, g, b.sign)) in index
+            ]
+            for i, b in enumerate(self.blocks)
+        }
 
 
 def cone_edges(G1: np.ndarray, R2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1029,7 +1045,7 @@ def _stationarize_pass(geo, sample, sup, lam, C, tol, xt, y, accept=1e-10, max_n
     k = k.copy()
     # a kink that left its gap moves into the neighbouring gap (the block of the same facing and
     # sign whose cone contains the direction); if none does, onto the edge it crossed
-    nbrs = _neighbours(geo) if moved else {}
+    nbrs = geo.neighbours if moved else {}
     for j in np.flatnonzero(out1 | out2):
         kj, dj = int(k[ki[j]]), D[ki[j]]
         for nb in nbrs.get(kj, []):
@@ -1205,6 +1221,49 @@ def lower_bound(geo: _Geometry, sample: SortedSample, lam: np.ndarray) -> tuple[
     r = rho(list(geo.blocks), sample, lam, directions=(geo.E1, geo.E2))
     mr = float(r.max())
     return float(lam.sum()) / max(1.0, mr), mr
+
+
+def polish_blocks(
+    sample: SortedSample,
+    blocks: list[Block],
+    sub: SubproblemResult,
+    tol: GlobalTolerances | None = None,
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Stages 2-4 (purify -> merge -> Newton polish) on the block set B of a solved (C_B).
+
+    ``sub`` is the interior-point solution of (C_B) over ``blocks`` (e.g.
+    ``subproblem.ConvexSubproblem(sample, blocks).solve()``); its support and the blocks its
+    multipliers price at rho_k >= 1 - ``tol.candidate_rho`` are the LP columns. Returns (U, one
+    row per block of ``blocks``; lambda, sorted order; relative gap (sum ||u_k|| - lower bound) /
+    sum ||u_k|| with the lower bound sum lambda / max(1, max_{k in B} rho_k) of MATH.md section 3
+    over B), or None when a stage fails, the Newton polish does not converge, or the polished
+    point violates a margin by more than 1e-12. Free blocks only: None if one is pinned.
+    """
+    tol = GlobalTolerances() if tol is None else tol
+    if any(b.pinned for b in blocks):
+        return None
+    try:
+        geo = _geometry(sample, list(blocks))
+        cols = candidates(geo, sample, sub.U, sub.multipliers, tol)
+        lam_c = np.asarray(sub.multipliers)
+        rows = np.flatnonzero(
+            (margins_of(blocks, sample, sub.U) <= 1 + 1e-3) | (lam_c > 1e-6 * lam_c.max())
+        )
+        sup, lam = purify(geo, sample, cols, rows, tol.lp_tol)
+        sup = merge(sup, geo, tol.snap_rtol)
+        sup = sup.take(sup.beta > tol.polish_drop * sup.beta.max())
+        sup, lam, info = polish(geo, sample, sup, lam > 1e-9 * lam.max(), lam, tol)
+    except SolverError:
+        return None
+    if not (info.converged and np.all(sup.beta >= 0) and np.all(lam >= 0)):
+        return None
+    U = np.zeros((len(blocks), 2))
+    np.add.at(U, sup.k, sup.U())
+    if margins_of(blocks, sample, U).min() < 1 - 1e-12:
+        return None
+    objective = float(np.sum(np.linalg.norm(U, axis=1)))
+    bound, _ = lower_bound(geo, sample, lam)
+    return U, lam, (objective - bound) / objective
 
 
 def restore_feasibility(
@@ -1508,30 +1567,6 @@ def zoom_columns(
     return Support(k[ok], D[ok], edge[ok])
 
 
-def _neighbours(geo: _Geometry) -> dict[int, list[int]]:
-    """Blocks of the same facing and sign in the adjacent gaps (they share a cone edge)."""
-    cached = _NEIGHBOURS.get(id(geo))
-    if cached is not None and cached[0] is geo:
-        return cached[1]
-    out = _neighbours_of(geo)
-    _NEIGHBOURS.clear()
-    _NEIGHBOURS[id(geo)] = (geo, out)
-    return out
-
-
-_NEIGHBOURS: dict[int, tuple[_Geometry, dict[int, list[int]]]] = {}
-
-
-def _neighbours_of(geo: _Geometry) -> dict[int, list[int]]:
-    index = {(b.direction, b.gap, b.sign): i for i, b in enumerate(geo.blocks)}
-    out: dict[int, list[int]] = {}
-    for i, b in enumerate(geo.blocks):
-        out[i] = [
-            index[key] for g in (b.gap - 1, b.gap + 1) if (key := (b.direction, g, b.sign)) in index
-        ]
-    return out
-
-
 def refine_kinks(
     geo: _Geometry,
     sample: SortedSample,
@@ -1550,7 +1585,7 @@ def refine_kinks(
     round (measured at m = 300: the LP vertex degrades below width ~2e-5, hence 3 rounds). Returns
     the support and LP multipliers of the round with the smallest objective after scaling to
     margins >= 1 on ALL points."""
-    nb = _neighbours(geo)
+    nb = geo.neighbours
     best = (np.inf, sup, None)
     for _ in range(rounds):
         cols = zoom_columns(geo, sup, width, points, nb)
