@@ -71,8 +71,8 @@ from scipy import sparse
 from scipy.optimize import linprog
 
 from .data import Dataset
-from .errors import InputError, SolverError, check_int_range, check_tolerances
-from .network import ReLUNetwork
+from .errors import InputError, SolverError, check_int_range, check_tolerances, require_instance
+from .network import ReLUNetwork, require_compatible
 from .patterns import Block, SortedSample, all_blocks, block_directions, cone_constraints, rho
 
 __all__ = [
@@ -82,6 +82,8 @@ __all__ = [
     "Witness",
     "certify",
     "kink_pairs",
+    "kkt_support",
+    "KKTSupport",
     "VERDICTS",
 ]
 
@@ -263,6 +265,63 @@ def kink_pairs(
     scale = kink_tol * np.linalg.norm(Xt, axis=1)[:, None] * net.neuron_norms()[None, :]
     hit = (np.abs(Z) <= scale) & live[None, :]
     return np.argwhere(hit)
+
+
+@dataclass(frozen=True, eq=False)
+class KKTSupport:
+    """Where the Clarke multipliers of a network on a dataset may live, by the certifier's rules.
+
+    One function (:func:`kkt_support`) computes this for :func:`certify` and for
+    ``enumeration.fast_certificate``, so that the two cannot disagree on which neurons are zero,
+    which points are active or which kinks sit on data points.
+
+    Attributes
+    ----------
+    Xt : (m, d + 1) lifted inputs x~_i = (x_i, 1).
+    Z : (m, n) preactivations z_ij = <w_j, x_i> + b_j.
+    margins : (m,) y_i N(x_i).
+    norm_theta : ||theta||_2.
+    live : (n,) bool, neuron j is nonzero: sqrt(v_j^2 + ||(w_j, b_j)||^2) > zero_neuron ||theta||.
+    active : indices of the points that may carry lambda_i: y_i N(x_i) <= 1 + active.
+    pairs : (P, 2) kink pairs (i, j) of live neurons (:func:`kink_pairs`), on any point.
+    """
+
+    Xt: np.ndarray
+    Z: np.ndarray
+    margins: np.ndarray
+    norm_theta: float
+    live: np.ndarray
+    active: np.ndarray
+    pairs: np.ndarray
+
+    @property
+    def min_margin(self) -> float:
+        """min_i y_i N(x_i)."""
+        return float(self.margins.min())
+
+    @property
+    def nonzero_neurons(self) -> int:
+        """Number of live neurons."""
+        return int(self.live.sum())
+
+
+def kkt_support(network: ReLUNetwork, dataset: Dataset, tol: CertTolerances) -> KKTSupport:
+    """The zero-neuron, active-margin and kink-pair rules of :class:`CertTolerances` applied.
+
+    live_j iff sqrt(v_j^2 + ||(w_j, b_j)||^2) > tol.zero_neuron ||theta||; active_i iff
+    y_i N(x_i) <= 1 + tol.active; (i, j) is a kink pair iff j is live and
+    |z_ij| <= tol.kink ||(w_j, b_j)|| ||x~_i||. The inputs are trusted (validated by the caller).
+    """
+    X, y = dataset.X, dataset.y.astype(float)
+    Xt = np.column_stack([X, np.ones(dataset.m)])
+    Z = network.preactivations(X)
+    margins = y * (np.maximum(Z, 0.0) @ network.v)
+    norm_theta = float(np.linalg.norm(network.theta))
+    sizes = np.sqrt(network.v**2 + network.neuron_norms() ** 2)
+    live = sizes > tol.zero_neuron * norm_theta
+    active = np.flatnonzero(margins <= 1.0 + tol.active)
+    pairs = kink_pairs(Z, network, Xt, tol.kink, live)
+    return KKTSupport(Xt, Z, margins, norm_theta, live, active, pairs)
 
 
 @dataclass(frozen=True, eq=False)
@@ -1033,18 +1092,8 @@ def _exact_check(
 
 
 def _validate(network: Any, dataset: Any, width: int | None, tol: Any) -> int:
-    for name, val, cls in (
-        ("network", network, ReLUNetwork),
-        ("dataset", dataset, Dataset),
-        ("tol", tol, CertTolerances),
-    ):
-        if not isinstance(val, cls):
-            raise InputError(f"{name} must be a kktsolver.{cls.__name__}, got {type(val).__name__}")
-    if network.d != dataset.d:
-        raise InputError(
-            f"dimension mismatch: the network takes inputs of dimension d = {network.d}, "
-            f"the dataset has d = {dataset.d}"
-        )
+    require_compatible(network, dataset)
+    require_instance(tol, CertTolerances, "tol")
     if width is None:
         return network.n
     if isinstance(width, bool) or int(width) != width or width < 1:
@@ -1093,15 +1142,11 @@ def certify(
     X, y = dataset.X, dataset.y.astype(float)
     m = dataset.m
     net = network
-    Xt = np.column_stack([X, np.ones(m)])
-    Z = net.preactivations(X)
-    margins = y * (np.maximum(Z, 0.0) @ net.v)
-    min_margin = float(margins.min())
+    sup = kkt_support(net, dataset, tol)
+    Xt, Z, margins, norm_theta = sup.Xt, sup.Z, sup.margins, sup.norm_theta
+    min_margin = sup.min_margin
     objective = net.objective()
-    norm_theta = float(np.linalg.norm(net.theta))
-    sizes = np.sqrt(net.v**2 + net.neuron_norms() ** 2)
-    live = sizes > tol.zero_neuron * norm_theta
-    nnz = int(live.sum())
+    nnz = sup.nonzero_neurons
     if width < nnz:
         raise InputError(f"width {width} is smaller than the network's {nnz} nonzero neurons")
     spare = width - nnz
@@ -1118,8 +1163,7 @@ def certify(
             **common,
         )
 
-    active = np.flatnonzero(margins <= 1.0 + tol.active)
-    pairs = kink_pairs(Z, net, Xt, tol.kink, live)
+    active, pairs = sup.active, sup.pairs
     sys_ = _build_system(net, Xt, y, Z, active, pairs)
     P = pairs.shape[0]
     clarke = np.zeros(P, dtype=int)

@@ -28,8 +28,11 @@ __all__ = [
     "sidecar_path",
     "as_float_array",
     "check_interval",
+    "interval_or_support",
     "check_seed",
     "positive_int",
+    "read_json",
+    "set_frozen",
 ]
 
 
@@ -109,11 +112,7 @@ class Dataset:
             raise DatasetError(f"meta must be a mapping, got {type(self.meta).__name__}")
         if X.shape[1] == 1:
             X, y, meta = _merge_duplicates_1d(X, y, meta)
-        X.setflags(write=False)
-        y.setflags(write=False)
-        object.__setattr__(self, "X", X)
-        object.__setattr__(self, "y", y)
-        object.__setattr__(self, "meta", meta)
+        set_frozen(self, X=X, y=y, meta=meta)
 
     @property
     def m(self) -> int:
@@ -154,6 +153,18 @@ class Dataset:
         gen = self.meta.get("generator", "user")
         neg = int((self.y < 0).sum())
         return f"Dataset(m={self.m}, d={self.d}, generator={gen!r}, negatives={neg})"
+
+
+def set_frozen(obj: Any, **values: Any) -> None:
+    """Store validated values on a frozen dataclass from its ``__post_init__``.
+
+    NumPy arrays are made read-only first, so that the container is immutable in fact and not only
+    in its attributes (``object.__setattr__``: a frozen dataclass refuses plain assignment).
+    """
+    for name, val in values.items():
+        if isinstance(val, np.ndarray):
+            val.setflags(write=False)
+        object.__setattr__(obj, name, val)
 
 
 def as_float_array(a: Any, name: str, error: type[InputError] = InputError) -> np.ndarray:
@@ -252,6 +263,27 @@ def check_interval(interval: Any) -> tuple[float, float]:
     return a, b
 
 
+def interval_or_support(
+    interval: Any = None, dataset: Dataset | None = None
+) -> tuple[float, float]:
+    """The input interval [a, b] of a clean error: ``interval`` if given, else the dataset's
+    recorded :attr:`Dataset.support`, else [0, 1]; validated by :func:`check_interval`."""
+    if interval is None and dataset is not None:
+        interval = dataset.support
+    return check_interval((0.0, 1.0) if interval is None else interval)
+
+
+def _seed_setting(X: np.ndarray, rng: np.random.Generator, generator: str, **meta: Any) -> Dataset:
+    """Inputs X labelled y_i = +1, flipped to -1 with probability ``meta["p"]``.
+
+    The flips are drawn from ``rng`` after X (one uniform per point), so a seed reproduces both.
+    The metadata records ``generator``, ``m`` and then ``meta`` (p, seed, input law).
+    """
+    m = X.shape[0]
+    y = np.where(rng.random(m) < meta["p"], -1, 1)
+    return Dataset(X, y, {"generator": generator, "m": m, **meta})
+
+
 def noisy_constant_1d(
     m: int, p: float, seed: int | None = None, interval: tuple[float, float] = (0.0, 1.0)
 ) -> Dataset:
@@ -267,16 +299,9 @@ def noisy_constant_1d(
         raise DatasetError(str(e)) from None
     rng = np.random.default_rng(seed)
     x = rng.uniform(a, b, size=m)
-    y = np.where(rng.random(m) < p, -1, 1)
-    meta = {
-        "generator": "noisy_constant_1d",
-        "m": m,
-        "p": p,
-        "seed": seed,
-        "distribution": "uniform",
-        "support": [a, b],
-    }
-    return Dataset(x[:, None], y, meta)
+    return _seed_setting(
+        x[:, None], rng, "noisy_constant_1d", p=p, seed=seed, distribution="uniform", support=[a, b]
+    )
 
 
 def noisy_constant(
@@ -294,16 +319,7 @@ def noisy_constant(
     X = rng.standard_normal((m, d))
     if distribution == "sphere":
         X /= np.linalg.norm(X, axis=1, keepdims=True)
-    y = np.where(rng.random(m) < p, -1, 1)
-    meta = {
-        "generator": "noisy_constant",
-        "m": m,
-        "d": d,
-        "p": p,
-        "seed": seed,
-        "distribution": distribution,
-    }
-    return Dataset(X, y, meta)
+    return _seed_setting(X, rng, "noisy_constant", d=d, p=p, seed=seed, distribution=distribution)
 
 
 # --------------------------------------------------------------------------- files
@@ -372,15 +388,24 @@ def load_dataset(path: str | Path) -> Dataset:
         raise DatasetError(f"{path}{where}: {e}", e.indices) from None
 
 
+def read_json(path: Path, error: type[InputError] = InputError, what: str = "") -> Any:
+    """The parsed JSON of a UTF-8 file; ``error`` names the file (and the line of a syntax error).
+
+    ``what`` ("metadata") is put into the messages: "<path>, line 3: invalid JSON metadata (...)".
+    """
+    label = f" {what}" if what else ""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise error(f"{path}, line {e.lineno}: invalid JSON{label} ({e.msg})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{path}: cannot read{label} ({e})") from None
+
+
 def _read_sidecar(side: Path) -> dict[str, Any]:
     if not side.exists():
         return {}
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{side}, line {e.lineno}: invalid JSON metadata ({e.msg})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{side}: cannot read metadata ({e})") from None
+    meta = read_json(side, DatasetError, "metadata")
     if not isinstance(meta, dict):
         raise DatasetError(f"{side}: metadata must be a JSON object, got {type(meta).__name__}")
     return meta

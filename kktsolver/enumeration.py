@@ -81,10 +81,17 @@ from typing import Any
 
 import numpy as np
 
-from .certify import Certificate, CertTolerances, certify, kink_pairs
+from .certify import Certificate, CertTolerances, certify, kkt_support
 from .clean_error import clean_error
-from .data import Dataset, check_interval, check_seed, positive_int
-from .errors import InputError, SolverError, check_int_range, check_tolerances
+from .data import Dataset, check_seed, interval_or_support, positive_int
+from .errors import (
+    InputError,
+    SolverError,
+    check_int_range,
+    check_tolerances,
+    require_instance,
+)
+from .gd import rescaled
 from .network import ReLUNetwork
 from .patterns import (
     Block,
@@ -540,8 +547,9 @@ def fast_certificate(
     lambda_i = mu_ij + nu_i (mu, nu >= 0) makes this a non-negative least squares problem
     (``scipy.optimize.nnls``, an exact active-set method): its residual is the smallest any
     multipliers achieve, so above ``tol.stationarity`` the point is not KKT (``"not_kkt"``).
-    Active points, kink pairs, the zero-neuron rule and every threshold are those of
-    :func:`kktsolver.certify.certify` (the same :class:`CertTolerances`).
+    Active points, kink pairs and the zero-neuron rule come from the function
+    :func:`kktsolver.certify.certify` uses (:func:`kktsolver.certify.kkt_support`), with the same
+    :class:`CertTolerances`.
 
     Verdict (MATH.md F4), without spare neurons only:
 
@@ -574,22 +582,18 @@ def fast_certificate(
     t0 = time.perf_counter()
     X, y = dataset.X, dataset.y.astype(float)
     m, net = dataset.m, network
-    Z = net.preactivations(X)
-    margins = y * (np.maximum(Z, 0.0) @ net.v)
-    min_margin = float(margins.min())
+    sup = kkt_support(net, dataset, tol)  # certify's rules: zero neurons, active points, kinks
+    Z, margins, min_margin = sup.Z, sup.margins, sup.min_margin
     if min_margin < 1.0 - tol.feasibility:
         return "infeasible"
     norms = net.neuron_norms()
-    theta = np.concatenate([net.v, net.W[:, 0], net.b])
-    norm_theta = float(np.linalg.norm(theta))
-    live = np.sqrt(net.v**2 + norms**2) > tol.zero_neuron * norm_theta
-    nnz = int(live.sum())
+    theta, norm_theta = net.theta, sup.norm_theta  # 1-D: theta = (v, w, b)
+    nnz = sup.nonzero_neurons
     if (net.n if width is None else width) != nnz:
         return None  # spare neurons: the full certificate decides (MATH.md F4)
-    Xt = np.column_stack([X[:, 0], np.ones(m)])
     on = np.zeros(Z.shape, dtype=bool)  # certify's kink pairs, also those on inactive points
-    on[tuple(kink_pairs(Z, net, Xt, tol.kink, live).T)] = True
-    active = np.flatnonzero(margins <= 1.0 + tol.active)
+    on[tuple(sup.pairs.T)] = True
+    active = sup.active
     n, na = net.n, active.size
     ind = (Z > 0) & ~on  # activation indicator; kinks on data points go through mu
     ya = y[active]
@@ -784,9 +788,7 @@ class _Search:
         self.cert_tol = cert_tol
         self.t0 = time.perf_counter()
         self.deadline = None if time_budget is None else self.t0 + float(time_budget)
-        self.interval = check_interval(
-            interval if interval is not None else (dataset.support or (0, 1))
-        )
+        self.interval = interval_or_support(interval, dataset)
         self.registry = FunctionRegistry(tol, tuple(float(t) for t in self.interval))
         self.classes: list[KKTClass] = []
         self.counters: dict[str, int] = {
@@ -946,15 +948,6 @@ class _Search:
         upper = float(g.objective) * max(1.0, 1.0 / mm) if mm > 0 else None
         return _GlobalBound(float(g.lower_bound), float(g.max_rho), upper)
 
-    def feasible(self, net: ReLUNetwork) -> ReLUNetwork | None:
-        """``net`` scaled so that min_i y_i N(x_i) = 1 if it is below 1 (2-homogeneity: theta ->
-        c theta scales every margin by c^2); None if some margin is <= 0."""
-        ds = self.dataset
-        mm = float(np.min(net.margins(ds.X, ds.y)))
-        if not mm > 0:
-            return None
-        return net.scaled(1.0 / np.sqrt(mm)) if mm < 1.0 else net
-
     def accept(
         self,
         net: ReLUNetwork,
@@ -973,7 +966,8 @@ class _Search:
         ``cert``: the :func:`fast_certificate` result already computed for ``net`` (feasible).
         """
         ds = self.dataset
-        scaled = self.feasible(net)
+        # margin below 1: scaled up onto the feasible set; already feasible: kept as it is
+        scaled = rescaled(net, ds, shrink=False)
         if scaled is None:
             self.counters["rejected_by_certificate"] += 1
             return None
@@ -1262,11 +1256,9 @@ def _new_search(
 
 
 def _check_dataset(dataset: Any) -> Dataset:
-    if not isinstance(dataset, Dataset):
-        raise InputError(f"dataset must be a kktsolver.Dataset, got {type(dataset).__name__}")
-    if dataset.d != 1:
-        raise InputError(f"KKT enumeration works in dimension one; the dataset has d = {dataset.d}")
-    return dataset
+    return require_instance(
+        dataset, Dataset, "dataset", d=1, why="KKT enumeration works in dimension one"
+    )
 
 
 def _progress_bar(total: int | None, desc: str, enabled: bool):
@@ -1570,7 +1562,7 @@ def _attempt(
         # the network's own blocks (a free block whose optimum sits on a cone edge is pinned there)
         own = _own_blocks(net, search.sample, search.tol.kink)
         if early:  # already stationary (exact NNLS multipliers): no hop, no merge re-solve
-            feas = search.feasible(net)
+            feas = rescaled(net, search.dataset, shrink=False)
             if feas is not None:
                 with search.timed("certify"):
                     quick = fast_certificate(

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-__all__ = ["KKTSolverError", "InputError", "SolverError", "check_int_range", "check_tolerances"]
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+__all__ = [
+    "KKTSolverError",
+    "InputError",
+    "SolverError",
+    "check_int_range",
+    "check_tolerances",
+    "require_instance",
+]
 
 
 class KKTSolverError(Exception):
@@ -15,6 +26,26 @@ class InputError(KKTSolverError, ValueError):
 
 class SolverError(KKTSolverError, RuntimeError):
     """A numerical method failed (solver status, lost accuracy) on valid input."""
+
+
+def require_instance(
+    obj: Any, cls: type[T], name: str, *, d: int | None = None, why: str | None = None
+) -> T:
+    """``obj`` if it is a ``cls`` (with input dimension ``obj.d == d`` when ``d`` is given).
+
+    The boundary check of every public entry point that takes a ``Dataset``, a ``ReLUNetwork`` or
+    a tolerance object, so that a wrong argument is an `InputError` naming it ("dataset must be a
+    kktsolver.Dataset, got dict") and not an AttributeError deep inside a solver. ``why`` says why
+    dimension ``d`` is needed ("dataset has input dimension d = 2, but <why>"); default
+    "d = <d> is needed".
+    """
+    if not isinstance(obj, cls):
+        raise InputError(f"{name} must be a kktsolver.{cls.__name__}, got {type(obj).__name__}")
+    if d is not None and obj.d != d:
+        raise InputError(
+            f"{name} has input dimension d = {obj.d}, but {why or f'd = {d} is needed'}"
+        )
+    return obj
 
 
 def check_tolerances(

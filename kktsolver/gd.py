@@ -14,10 +14,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .data import Dataset
-from .errors import InputError, SolverError
-from .network import ReLUNetwork
-from .subproblem import margins_of
+from .data import Dataset, interval_or_support
+from .errors import InputError, SolverError, require_instance
+from .network import ReLUNetwork, require_compatible
 
 __all__ = [
     "LOSSES",
@@ -141,7 +140,7 @@ def loss_and_gradient(
     grad in the layout of :attr:`ReLUNetwork.theta`.
     """
     _check_loss(loss)
-    _check_compatible(network, dataset)
+    require_compatible(network, dataset)
     U = np.column_stack([network.W, network.b])
     e = _evaluate(network.v, U, _lift(dataset.X), dataset.y.astype(float), loss, False)
     return float(np.exp(e.log_loss)), np.concatenate(
@@ -162,39 +161,21 @@ def _check_loss(loss: str) -> None:
         raise InputError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
-def _require(obj: Any, cls: type, what: str) -> None:
-    if not isinstance(obj, cls):
-        raise InputError(f"{what} must be a kktsolver {cls.__name__}, got {type(obj).__name__}")
+def rescaled(network: ReLUNetwork, dataset: Dataset, *, shrink: bool = True) -> ReLUNetwork | None:
+    """theta / sqrt(q_min), q_min = min_i y_i N(x_i): the point of the ray of theta with margin 1.
 
-
-def _check_compatible(network: ReLUNetwork, dataset: Dataset) -> None:
-    _require(network, ReLUNetwork, "network")
-    _require(dataset, Dataset, "dataset")
-    if network.d != dataset.d:
-        raise InputError(
-            f"the network has input dimension {network.d} but the dataset has d = {dataset.d}"
-        )
-
-
-def rescaled(network: ReLUNetwork, dataset: Dataset) -> ReLUNetwork | None:
-    """theta / sqrt(min_i y_i N(x_i)): the feasible point of (P) on the ray of theta.
+    2-homogeneity: c theta scales every margin by c^2, so this is the feasible point of (P) on the
+    ray of theta closest to 0. With ``shrink=False`` a network that is already feasible
+    (q_min >= 1) is returned unchanged; only an infeasible one is scaled up.
 
     Returns None when the minimum margin is not positive (theta does not separate the data yet).
     """
     qmin = float(np.min(network.margins(dataset.X, dataset.y)))
     if not qmin > 0:
         return None
+    if qmin >= 1.0 and not shrink:
+        return network
     return network.scaled(1.0 / np.sqrt(qmin))
-
-
-def _interval(dataset: Dataset, interval: tuple[float, float] | None) -> tuple[float, float]:
-    """The input interval for the clean error: explicit, else the dataset's support, else [0, 1]."""
-    if interval is not None:
-        a, b = float(interval[0]), float(interval[1])
-        if not (np.isfinite(a) and np.isfinite(b) and a < b):
-            raise InputError(f"interval must satisfy a < b (finite), got {interval}")
-        return a, b
-    return dataset.support or (0.0, 1.0)
 
 
 def _clean_error(network: ReLUNetwork, interval: tuple[float, float]) -> float:
@@ -381,7 +362,7 @@ def _init_network(
 def _validate_train(
     dataset, width, loss, init_scale, lr, steps, record_every, max_norm, init
 ) -> None:
-    _require(dataset, Dataset, "dataset")
+    require_instance(dataset, Dataset, "dataset")
     if init not in INITS:
         raise InputError(f"init must be one of {INITS}, got {init!r}")
     if init == "kinks" and dataset.d != 1:
@@ -493,7 +474,7 @@ def train(
     width, steps, record_every = int(width), int(steps), int(record_every)
     Xt, y = _lift(dataset.X), dataset.y.astype(float)
     one_d = dataset.d == 1
-    box = _interval(dataset, interval) if one_d else None
+    box = interval_or_support(interval, dataset) if one_d else None
     tol = _gd_cert_tol(cert_tol) if residuals and one_d else None
     v, W, b = _init_network(width, dataset.X, float(init_scale), seed, init)
     U = np.column_stack([W, b])  # theta = (v, U), U = [W | b]: one matrix product per step
@@ -878,40 +859,18 @@ class ExactCell:
 
 
 def _polished_cell(sample: Any, blocks: list, sub: Any) -> tuple[np.ndarray, float] | None:
-    """``global_solver``'s purify -> merge -> Newton polish (MATH.md section 5) on the blocks B.
+    """``global_solver.polish_blocks`` (purify -> merge -> Newton polish, MATH.md section 5) on B.
 
     Returns (U with the rows of ``blocks``, relative gap over B) or None when the polish fails,
     the polished point is infeasible, or its gap exceeds :data:`CELL_GAP`. Pinned blocks are not
     supported by ``global_solver`` (free cones only): None.
     """
-    from . import global_solver as gs
+    from .global_solver import polish_blocks
 
-    if any(blk.pinned for blk in blocks):
+    out = polish_blocks(sample, list(blocks), sub)
+    if out is None:
         return None
-    tol = gs.GlobalTolerances()
-    try:
-        geo = gs._geometry(sample, blocks)  # global_solver has no public constructor of it yet
-        cols = gs.candidates(geo, sample, sub.U, sub.multipliers, tol)
-        lam_c = np.asarray(sub.multipliers)
-        rows = np.flatnonzero(
-            (margins_of(blocks, sample, sub.U) <= 1 + 1e-3) | (lam_c > 1e-6 * lam_c.max())
-        )
-        sup, lam = gs.purify(geo, sample, cols, rows, tol.lp_tol)
-        sup = gs.merge(sup, geo, tol.snap_rtol)
-        big = sup.beta > tol.polish_drop * sup.beta.max()
-        sup = sup.take(big)
-        sup, lam, info = gs.polish(geo, sample, sup, lam > 1e-9 * lam.max(), lam, tol)
-    except SolverError:
-        return None
-    if not (info.converged and np.all(sup.beta >= 0) and np.all(lam >= 0)):
-        return None
-    U = np.zeros((len(blocks), 2))
-    np.add.at(U, sup.k, sup.U())
-    if margins_of(blocks, sample, U).min() < 1 - 1e-12:
-        return None
-    objective = float(np.sum(np.linalg.norm(U, axis=1)))
-    bound, _ = gs.lower_bound(geo, sample, lam)
-    gap = (objective - bound) / objective
+    U, _, gap = out
     return (U, gap) if gap <= CELL_GAP else None
 
 
@@ -1022,7 +981,7 @@ def limit_point(
         raise InputError(
             f"limit_point needs a Trajectory or a ReLUNetwork, got {type(source).__name__}"
         )
-    _check_compatible(net, dataset)
+    require_compatible(net, dataset)
     dataset.require_1d()
     width = net.n if width is None else int(width)
     tol = CertTolerances() if cert_tol is None else cert_tol
@@ -1033,7 +992,7 @@ def limit_point(
             f"the network does not separate the data (min_i y_i N(x_i) = {qmin:.3g} <= 0): it "
             "has no activation cell with a feasible (C_B); train longer"
         )
-    box = _interval(dataset, interval)
+    box = interval_or_support(interval, dataset)
     sample = SortedSample.from_dataset(dataset)
     neuron_blocks = tuple(
         block_of_neuron(float(w), float(b), float(v), sample, kink_tol)

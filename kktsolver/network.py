@@ -11,10 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import as_float_array
-from .errors import InputError
+from .data import Dataset, as_float_array, read_json, set_frozen
+from .errors import InputError, require_instance
 
-__all__ = ["ReLUNetwork", "NetworkError", "PiecewiseLinear", "load_network", "save_network"]
+__all__ = [
+    "ReLUNetwork",
+    "NetworkError",
+    "PiecewiseLinear",
+    "load_network",
+    "save_network",
+    "require_compatible",
+]
 
 
 class NetworkError(InputError):
@@ -61,11 +68,7 @@ class ReLUNetwork:
             bad = np.argwhere(~np.isfinite(arr))
             if bad.size:
                 raise NetworkError(f"non-finite value in {name} at index {tuple(bad[0].tolist())}")
-        for arr in (v, W, b):
-            arr.setflags(write=False)
-        object.__setattr__(self, "v", v)
-        object.__setattr__(self, "W", W)
-        object.__setattr__(self, "b", b)
+        set_frozen(self, v=v, W=W, b=b)
 
     # ------------------------------------------------------------------ basic properties
     @property
@@ -311,6 +314,21 @@ class PiecewiseLinear:
         }
 
 
+def require_compatible(
+    network: object, dataset: object, names: tuple[str, str] = ("network", "dataset")
+) -> None:
+    """Raise `InputError` unless ``network`` is a ReLUNetwork and ``dataset`` a Dataset of the same
+    input dimension d; ``names`` are how the message calls them (argument or file names)."""
+    net = require_instance(network, ReLUNetwork, names[0])
+    require_instance(
+        dataset,
+        Dataset,
+        names[1],
+        d=net.d,
+        why=f"{names[0]} takes inputs of dimension d = {net.d}",
+    )
+
+
 def save_network(net: ReLUNetwork, path: str | Path) -> Path:
     """Write the JSON network format (docs/formats.md); floats are written exactly (repr)."""
     path = Path(path)
@@ -326,12 +344,7 @@ def load_network(path: str | Path) -> ReLUNetwork:
     path = Path(path)
     if not path.is_file():
         raise NetworkError(f"{path}: no such file")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise NetworkError(f"{path}, line {e.lineno}: invalid JSON ({e.msg})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise NetworkError(f"{path}: cannot read ({e})") from None
+    obj = read_json(path, NetworkError)
     try:
         return ReLUNetwork.from_dict(obj)
     except NetworkError as e:

@@ -10,7 +10,7 @@ import cvxpy as cp
 import numpy as np
 import pytest
 
-from kktsolver.certify import CertTolerances, certify
+from kktsolver.certify import CertTolerances, certify, kkt_support
 from kktsolver.cli import main
 from kktsolver.data import Dataset, save_dataset
 from kktsolver.errors import InputError
@@ -493,3 +493,25 @@ def test_cli_json_and_errors(tmp_path, ds3, capsys):
     save_network(ReLUNetwork([1.0], [[1.0, 2.0]], [0.0]), netf)
     assert main(["certify", "--data", str(data), "--network", str(netf)]) == 2
     assert "dimension" in capsys.readouterr().err
+
+
+def test_kkt_support_applies_the_documented_rules():
+    # x = 0, 1, 2, all labels +1. Neuron A: v = 1, z = x + 0.5; neuron B: v = 0.5, z = 1 - x (kink
+    # exactly on x = 1); neuron C: tiny (size ~1.4e-12 <= 1e-9 ||theta||), kink on x = 0.
+    # N = (x + 0.5) + 0.5 relu(1 - x): margins 1, 1.5, 2.5.
+    ds = Dataset([0.0, 1.0, 2.0], [1, 1, 1])
+    net = ReLUNetwork([1.0, 0.5, 1e-12], [[1.0], [-1.0], [1e-12]], [0.5, 1.0, 0.0])
+    sup = kkt_support(net, ds, CertTolerances())
+    np.testing.assert_allclose(sup.margins, [1.0, 1.5, 2.5], rtol=1e-15)
+    assert sup.min_margin == pytest.approx(1.0, rel=1e-15)
+    assert sup.norm_theta == pytest.approx(np.sqrt(4.5), rel=1e-12)
+    assert sup.live.tolist() == [True, True, False] and sup.nonzero_neurons == 2
+    assert sup.active.tolist() == [0]  # 1.5 > 1 + 1e-6
+    assert sup.pairs.tolist() == [[1, 1]]  # C's kink on x = 0 does not count: C is zero
+    # looser tolerances: point 1 becomes active, C becomes live and its kink on x = 0 a pair
+    loose = kkt_support(net, ds, CertTolerances(active=0.6, zero_neuron=0.0))
+    assert loose.active.tolist() == [0, 1] and loose.nonzero_neurons == 3
+    assert loose.pairs.tolist() == [[0, 2], [1, 1]]
+    # certify reports the same counts (it uses this function)
+    cert = certify(net, ds, width=3)
+    assert (cert.nonzero_neurons, cert.pinned_kinks) == (2, 1)

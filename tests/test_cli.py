@@ -213,6 +213,12 @@ def test_error_bad_dataset_exit_2(tmp_path, vnet, capsys, text, fragments):
     fail_line(*run(["error", "--network", vnet, "--data", path], capsys), *fragments)
 
 
+def test_error_dimension_mismatch_names_both_files(tmp_path, vnet, capsys):
+    path = _write(tmp_path, "d2.csv", "x1,x2,y\n0.1,0.2,1\n0.3,0.4,-1\n")
+    fragments = ["d2.csv has input dimension d = 2", "v.json takes inputs of dimension d = 1"]
+    fail_line(*run(["error", "--network", vnet, "--data", path], capsys), *fragments)
+
+
 def test_error_bad_interval_exit_2(vnet, capsys):
     fail_line(*run(["error", "--network", vnet, "--interval", 1, 1], capsys), "interval")
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from kktsolver.data import (
     Dataset,
     DatasetError,
+    interval_or_support,
     load_dataset,
     noisy_constant,
     noisy_constant_1d,
@@ -250,3 +251,15 @@ def test_file_errors(tmp_path):
     sidecar_path(path).write_text("[1, 2]")
     with pytest.raises(DatasetError, match="metadata must be a JSON object"):
         load_dataset(path)
+
+
+def test_interval_or_support_precedence_and_validation():
+    ds = noisy_constant_1d(5, 0.0, seed=0, interval=(-2, 3))
+    assert interval_or_support((1, 4), ds) == (1.0, 4.0)  # explicit wins
+    assert interval_or_support(None, ds) == (-2.0, 3.0)  # else the recorded support
+    assert interval_or_support(None, Dataset([0.1, 0.2], [1, 1])) == (0.0, 1.0)  # else [0, 1]
+    assert interval_or_support() == (0.0, 1.0)
+    with pytest.raises(InputError, match="a < b"):
+        interval_or_support((3, 1), ds)
+    with pytest.raises(InputError, match="two numbers"):
+        interval_or_support(5, ds)

@@ -10,7 +10,7 @@ import pytest
 from kktsolver.cli import main
 from kktsolver.data import Dataset, save_dataset
 from kktsolver.errors import InputError
-from kktsolver.gd import aligned_angle, limit_point, loss_and_gradient, train
+from kktsolver.gd import aligned_angle, limit_point, loss_and_gradient, rescaled, train
 from kktsolver.network import ReLUNetwork
 from kktsolver.patterns import SortedSample, all_blocks
 
@@ -239,6 +239,10 @@ def test_callback_stops_early_and_validation(three_point_v):
         train(three_point_v, 0)
     with pytest.raises(InputError, match="separate"):
         limit_point(ReLUNetwork([0.0], [[1.0]], [0.0]), three_point_v)
+    with pytest.raises(InputError, match="dataset must be a kktsolver.Dataset, got list"):
+        train([[0.0], [1.0]], 3)
+    with pytest.raises(InputError, match="dataset has input dimension d = 2"):
+        loss_and_gradient(ReLUNetwork([1.0], [[1.0]], [0.0]), Dataset(np.eye(2), [1, 1]))
 
 
 def test_cli_json(tmp_path, three_point_v, capsys):
@@ -330,3 +334,16 @@ def test_pytorch_export_recipe(tmp_path, monkeypatch):
         value, grad = loss_and_gradient(net, data, name)
         assert value == pytest.approx(float(loss.detach()), rel=1e-12)
         np.testing.assert_allclose(grad, auto, rtol=1e-10, atol=1e-14)
+
+
+def test_rescaled_puts_the_min_margin_at_one():
+    ds = Dataset([0.0, 1.0], [1, 1])
+    net = ReLUNetwork([2.0], [[1.0]], [1.0])  # N(x) = 2 (x + 1): margins 2 and 4
+    # theta / sqrt(2) computes N / 2 (2-homogeneity): margins 1 and 2
+    np.testing.assert_allclose(rescaled(net, ds).margins(ds.X, ds.y), [1.0, 2.0], rtol=1e-15)
+    assert rescaled(net, ds, shrink=False) is net  # already feasible: kept
+    low = net.scaled(0.5)  # N / 4: margins 0.5 and 1, scaled up by sqrt(2)
+    np.testing.assert_allclose(
+        rescaled(low, ds, shrink=False).margins(ds.X, ds.y), [1.0, 2.0], rtol=1e-15
+    )
+    assert rescaled(ReLUNetwork([-1.0], [[1.0]], [1.0]), ds) is None  # does not separate

@@ -9,12 +9,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from kktsolver.data import Dataset
 from kktsolver.errors import InputError
 from kktsolver.network import (
     NetworkError,
     PiecewiseLinear,
     ReLUNetwork,
     load_network,
+    require_compatible,
     save_network,
 )
 
@@ -294,3 +296,17 @@ def test_save_network_to_missing_directory(tmp_path):
 def test_inputs_of_wrong_dimension():
     with pytest.raises(NetworkError, match="d = 2"):
         ReLUNetwork([1.0], [[1.0, 1.0]], [0.0])(np.zeros((3, 3)))
+
+
+def test_require_compatible_names_the_argument_and_what_was_expected():
+    net2 = ReLUNetwork([1.0], [[1.0, 0.0]], [0.0])  # input dimension 2
+    require_compatible(net2, Dataset(np.eye(2), [1, -1]))  # same d: no error
+    with pytest.raises(InputError, match=r"^network must be a kktsolver.ReLUNetwork, got dict$"):
+        require_compatible({"v": [1.0]}, Dataset(np.eye(2), [1, -1]))
+    with pytest.raises(InputError, match=r"^dataset must be a kktsolver.Dataset, got ndarray$"):
+        require_compatible(net2, np.eye(2))
+    with pytest.raises(
+        InputError,
+        match=r"^data.csv has input dimension d = 1, but net.json takes inputs of dimension d = 2$",
+    ):
+        require_compatible(net2, Dataset([0.0, 1.0], [1, -1]), ("net.json", "data.csv"))

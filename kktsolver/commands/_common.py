@@ -1,4 +1,4 @@
-"""Helpers shared by the ``enumerate`` and ``sample`` commands: common options and the streaming
+"""Helpers shared by the commands: common options, the file-compatibility check and the streaming
 printer of KKT classes (the leading underscore keeps ``cli`` from treating this as a command).
 """
 
@@ -6,14 +6,34 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from ..cli import print_json
-from ..enumeration import KKTStream
+from ..network import require_compatible
+
+if TYPE_CHECKING:  # only an annotation: ``data`` and ``error`` need not import the enumeration
+    from ..data import Dataset
+    from ..enumeration import KKTStream
+    from ..network import ReLUNetwork
 
 
 def add_data_argument(parser: argparse.ArgumentParser) -> None:
     """The positional 1-D dataset argument."""
     parser.add_argument("data", help="1-D dataset (.csv with header x,y, or .npz)")
+
+
+def add_interval_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--interval A B``: the 1-D input interval (two floats; None when not given)."""
+    parser.add_argument(
+        "--interval", type=float, nargs=2, metavar=("A", "B"), default=None, help=help_text
+    )
+
+
+def require_matching_files(
+    network: ReLUNetwork, network_path: str, dataset: Dataset, data_path: str
+) -> None:
+    """InputError naming both files unless the network takes inputs of the dataset's dimension."""
+    require_compatible(network, dataset, (f"the network {network_path}", str(data_path)))
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:

@@ -11,8 +11,8 @@ import argparse
 from ..certify import CertTolerances, certify
 from ..cli import print_json
 from ..data import load_dataset
-from ..errors import InputError
 from ..network import load_network
+from ._common import require_matching_files
 
 NAME = "certify"
 HELP = (
@@ -56,11 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data)
     net = load_network(args.network)
-    if net.d != dataset.d:
-        raise InputError(
-            f"{args.network} takes inputs of dimension d = {net.d} "
-            f"but {args.data} has d = {dataset.d}"
-        )
+    require_matching_files(net, args.network, dataset, args.data)
     tol = CertTolerances(**{name: getattr(args, f"tol_{name}") for name in _TOL_FLAGS})
     cert = certify(net, dataset, width=args.width, tol=tol, exact=args.exact)
     if args.json:

@@ -10,6 +10,7 @@ import argparse
 from ..cli import print_json
 from ..data import noisy_constant, noisy_constant_1d, save_dataset, sidecar_path
 from ..errors import InputError
+from ._common import add_interval_argument
 
 NAME = "data"
 HELP = (
@@ -22,14 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--m", type=int, required=True, help="number of points")
     parser.add_argument("--p", type=float, required=True, help="label-flip probability in [0, 1/2)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument(
-        "--interval",
-        type=float,
-        nargs=2,
-        metavar=("A", "B"),
-        default=None,
-        help="1-D inputs are Uniform[A, B] (default 0 1)",
-    )
+    add_interval_argument(parser, "1-D inputs are Uniform[A, B] (default 0 1)")
     parser.add_argument("--d", type=int, default=1, help="input dimension (default 1)")
     parser.add_argument(
         "--distribution",

@@ -11,9 +11,10 @@ import numpy as np
 
 from ..clean_error import clean_error, clean_error_mc
 from ..cli import print_json
-from ..data import check_interval, load_dataset
+from ..data import interval_or_support, load_dataset
 from ..errors import InputError
 from ..network import load_network
+from ._common import add_interval_argument, require_matching_files
 
 NAME = "error"
 HELP = (
@@ -24,13 +25,8 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--network", required=True, help="network JSON file {'v', 'W', 'b'}")
-    parser.add_argument(
-        "--interval",
-        type=float,
-        nargs=2,
-        metavar=("A", "B"),
-        default=None,
-        help="1-D input law Uniform[A, B] (default: the --data file's support, else 0 1)",
+    add_interval_argument(
+        parser, "1-D input law Uniform[A, B] (default: the --data file's support, else 0 1)"
     )
     parser.add_argument(
         "--data",
@@ -58,16 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     net = load_network(args.network)
     dataset = load_dataset(args.data) if args.data is not None else None
-    if dataset is not None and dataset.d != net.d:
-        raise InputError(
-            f"{args.data} has d = {dataset.d} but the network {args.network} has d = {net.d}"
-        )
-    if args.interval is not None:
-        interval = check_interval(args.interval)
-    elif dataset is not None and dataset.support is not None:
-        interval = check_interval(dataset.support)
-    else:
-        interval = (0.0, 1.0)
+    if dataset is not None:
+        require_matching_files(net, args.network, dataset, args.data)
+    interval = interval_or_support(args.interval, dataset)
     if net.d != 1 and args.monte_carlo is None:
         raise InputError(
             f"the network has d = {net.d}: the exact clean error is 1-D only; "
