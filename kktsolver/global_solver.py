@@ -146,6 +146,10 @@ class GlobalResult:
         Purify/polish rounds used.
     message : str
         Why the rounds stopped early, if they did (e.g. the purification LP hit its time limit).
+    stationarity : float or None
+        :func:`kkt_residual` of ``network`` with ``multipliers`` (relative; ``kktsolver.certify``
+        minimises the same residual over the multipliers, so it can only be smaller there), when
+        it was computed; None otherwise.
     timings : dict
         Seconds per stage: build, conic, purify, polish, certify, clean_error.
     seconds : float
@@ -175,6 +179,7 @@ class GlobalResult:
     U: np.ndarray | None = None
     conic: SubproblemResult | None = None
     message: str = ""
+    stationarity: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (network as its JSON form)."""
@@ -193,6 +198,7 @@ class GlobalResult:
                 "solver": self.solver,
                 "formulation": self.formulation,
                 "rounds": self.rounds,
+                "stationarity": self.stationarity,
                 "timings": self.timings,
                 "seconds": self.seconds,
                 "tolerances": self.tol.to_dict(),
@@ -1313,10 +1319,15 @@ def _validate(dataset: Any, formulation: str, tol: Any) -> SortedSample:
     return sample
 
 
-#: method="auto" uses :func:`kktsolver.scale.solve_global_large` from this many points on: measured
-#: (docs/global.md) 1.4 s vs 13 s at m = 1000 and both certified; below it the conic pipeline is
-#: the reference (and agrees with the cvxpy model).
-AUTO_SCALE_M = 500
+#: method="auto" uses :func:`kktsolver.scale.solve_global_large` from this many points on (with its
+#: KKT Newton stage it returns stationary, certified networks: 30 of 30 seed-setting datasets at
+#: m = 30 .. 400 with p >= 0.2 or m >= 100, 0.1 .. 0.5 s at m = 300 against ~1 s for the conic
+#: pipeline; docs/global.md); below it the conic pipeline is the reference (and agrees with the
+#: cvxpy model).
+AUTO_SCALE_M = 200
+#: below this m, "auto" runs the conic pipeline after a scale-path result that is not a certified
+#: stationary point (its KKT Newton stage failed, e.g. the flips LP was infeasible)
+AUTO_CONIC_FALLBACK_M = 500
 
 #: a Newton KKT point (polish or stationarize) whose dimensionless KKT residual (max-norm, the
 #: ``residual`` of :class:`PolishInfo` / :class:`StationarizeInfo`) is at most this, with
@@ -1360,6 +1371,8 @@ def solve_global(
     tol : GlobalTolerances
         (the "scale" path uses only ``tol.gap``).
     method : {"auto", "conic", "scale"}
+        "auto" below ``AUTO_CONIC_FALLBACK_M`` falls back to "conic" when the scale path's network
+        is not a certified stationary point (``stationarity`` None or > ``KKT_ACCEPT``).
     progress : bool, optional
         tqdm bar on stderr for the "scale" path (default: only on a TTY).
 
@@ -1386,7 +1399,14 @@ def solve_global(
     ):
         from .scale import ScaleTolerances, solve_global_large
 
-        return solve_global_large(dataset, ScaleTolerances(gap=tol.gap), progress=progress)
+        large = solve_global_large(dataset, ScaleTolerances(gap=tol.gap), progress=progress)
+        stationary = large.stationarity is not None and large.stationarity <= KKT_ACCEPT
+        if method == "scale" or sample.m >= AUTO_CONIC_FALLBACK_M:
+            return large
+        if large.status == "optimal" and stationary:
+            return large
+        conic_result = solve_global(dataset, solver, formulation, tol, "conic", progress)
+        return conic_result if conic_result.status == "optimal" else large
     timings: dict[str, float] = {}
     t = time.perf_counter()
     blocks = all_blocks(sample.m)
@@ -1509,6 +1529,7 @@ def solve_global(
         U=best["U"],
         conic=conic,
         message=message,
+        stationarity=best.get("stationarity"),
     )
 
 

@@ -33,7 +33,7 @@ from scipy import sparse
 
 from .data import Dataset
 from .errors import InputError, SolverError, check_int_range, check_tolerances
-from .global_solver import GlobalResult, GlobalTolerances, _clean_error
+from .global_solver import GlobalResult, GlobalTolerances, _clean_error, kkt_residual
 from .network import ReLUNetwork
 from .patterns import Block, SortedSample, network_from_blocks
 
@@ -51,6 +51,10 @@ __all__ = [
     "r_certificate",
     "RDual",
 ]
+
+#: the KKT Newton point's stationarity residual (global_solver.kkt_residual, O(m n) memory and
+#: time) is computed when m * width is at most this
+STATIONARITY_CHECK_MAX = 5e7
 
 _LD = np.longdouble  # x86-64: 64-bit mantissa; used for the cancelling prefix sums only
 
@@ -1334,6 +1338,12 @@ def _solve_full(
     result, block_objective, block_margin = _result(
         dataset, sample, arrays, best, converged, tol, timings, t_start, "scale-full", 1
     )
+    t1 = time.perf_counter()
+    stationary, newton_msg = _stationary_point(dataset, sample, result, tol, timings, t_start)
+    timings["kkt_newton"] = time.perf_counter() - t1
+    if stationary is not None:
+        result = stationary
+    result = replace(result, timings=dict(timings), seconds=time.perf_counter() - t_start)
     diag = ScaleDiagnostics(
         1,
         ("full:" + ch.status,),
@@ -1344,12 +1354,114 @@ def _solve_full(
         (float(marg.min()),),
         flips_res,
         best[2],
-        f"full (dual LP rounds: {dual_rounds}, primal from {primal_from})",
+        f"full (dual LP rounds: {dual_rounds}, primal from {primal_from}; "
+        f"KKT Newton: {newton_msg})",
         block_objective,
         block_margin,
         tol,
     )
     return result, diag
+
+
+def _r_values(sample: SortedSample, lam: np.ndarray) -> np.ndarray:
+    """R(x_j) = sum_{i > j} lambda_i y_i (x_i - x_j) at every point, by suffix sums in extended
+    precision (the sums reach ~1e6 .. 1e11 while R ~ 1)."""
+    xl = sample.x.astype(_LD)
+    ly = (np.asarray(lam, dtype=float) * sample.y).astype(_LD)
+    s0 = np.r_[np.cumsum(ly[::-1])[::-1][1:], _LD(0)]
+    s1 = np.r_[np.cumsum((ly * xl)[::-1])[::-1][1:], _LD(0)]
+    return np.asarray(s1 - xl * s0, dtype=float)
+
+
+def _kinks_of(net: ReLUNetwork) -> tuple[np.ndarray, np.ndarray, float]:
+    """Kinks t_j = -b_j / w_j of a 1-D network, their slope changes v_j |w_j| and the slope of f
+    left of every kink."""
+    w, b, v = net.W[:, 0], net.b, net.v
+    on = w != 0
+    return -b[on] / w[on], v[on] * np.abs(w[on]), float(np.sum(np.where(w < 0, v * w, 0.0)))
+
+
+def _stationary_point(
+    dataset: Dataset,
+    sample: SortedSample,
+    result: GlobalResult,
+    tol: ScaleTolerances,
+    timings: dict[str, float],
+    t_start: float,
+) -> tuple[GlobalResult | None, str]:
+    """Final stage: a stationary network with the certified value (module ``kkt_newton``).
+
+    The all-gaps program certifies the value to ~1e-9, which leaves kinks ~sqrt(1e-9) off their
+    optimal positions (the objective is flat to first order there), so ``certify`` finds a
+    stationarity residual ~3e-5 (docs/scale.md). Newton on the exact KKT system of the structure
+    that the multipliers and kinks of ``result`` show fixes that. The Newton point is kept only if
+    it converged, its own R-certificate (lambda >= 0, rho over every block) gives a gap <= the
+    previous one or tol.gap, and its margins are >= 1 after the usual float64 scaling; otherwise
+    ``result`` stands. Returns (new result or None, message).
+    """
+    from .kkt_newton import chain_kkt_newton, piecewise_values
+
+    x, y, m = sample.x, sample.y, sample.m
+    lam = result.multipliers[sample.order]
+    if not np.any(lam > 0):
+        return None, "no multipliers"
+    t, d, slope_left = _kinks_of(result.network)
+    order = np.argsort(t)
+    t, d = t[order], d[order]
+    # the support: multipliers > 0, and points the network holds at margin 1 (another optimal dual
+    # may use them, and the kinks between them need them as interval ends)
+    f, _ = piecewise_values(x, t, d, np.array([slope_left, 0.0]))
+    f += float(np.sum(np.where(result.network.W[:, 0] < 0, result.network.v * result.network.b, 0)))
+    support = np.flatnonzero(lam > 1e-9 * lam.max())
+    active = (y * f <= 1.0 + 1e-9) & (x >= x[support[0]]) & (x <= x[support[-1]])
+    support = np.union1d(support, np.flatnonzero(active))
+    _, sigma = piecewise_values(x[support], t, d, np.array([slope_left, 0.0]))
+    R = _r_values(sample, lam)
+    point = chain_kkt_newton(x, y, support, R[support], t, d, sigma)
+    if point is None:
+        return None, "no solvable structure"
+    if not point.converged:
+        return None, f"{point.message} (residual {point.residual:.1e})"
+    # kinks of negligible mass (repair seeds that Newton left at ~0) are dropped: the certifier
+    # would count them as neurons whose direction is not pinned by anything
+    cost = np.abs(point.d) * np.hypot(1.0, point.t)
+    big = cost > 1e-12 * cost.sum()
+    blk = _chain_blocks(point.t[big], point.d[big], point.L0, x)
+    if blk is None:
+        return None, "flips infeasible"
+    pts = np.unique(np.r_[0, point.support, m - 1])
+    Rp = np.interp(x[pts], x[point.support], point.R)
+    Rp[(x[pts] < x[point.support[0]]) | (x[pts] > x[point.support[-1]])] = 0.0
+    cert = r_certificate(sample, pts, Rp)
+    lam_new = np.zeros(m)
+    lam_new[pts] = cert.lam
+    # the flips' residual linear part (~1e-13) would become all-active neurons: the dual prices
+    # that block at rho = 0 (sum lambda y x~ = 0), so any mass there is non-stationary; margins
+    # lose ~1e-13, which the scaling in _result restores
+    kind, gap, sign, U = blk[0]
+    norms = np.linalg.norm(U, axis=1)
+    keep = (kind != 0) | (norms > 1e-9 * norms.sum())
+    arrays = (kind[keep], gap[keep], sign[keep], U[keep])
+    new, _, _ = _result(
+        dataset,
+        sample,
+        arrays,
+        (cert.lower_bound(), lam_new, cert.max_rho),
+        True,  # the Newton point's own certificate (gap, margins) decides its status
+        tol,
+        dict(timings),
+        t_start,
+        result.formulation,
+        result.rounds,
+    )
+    if not (new.relative_gap <= max(tol.gap, result.relative_gap) and new.min_margin >= 1.0):
+        return None, f"Newton point not certified (gap {new.relative_gap:.1e})"
+    msg = f"stationary point, residual {point.residual:.1e}, {point.iterations} steps"
+    stationarity = None
+    if m * new.network.n <= STATIONARITY_CHECK_MAX:  # O(m n) dense pre-activations
+        stationarity = kkt_residual(new.network, dataset, new.multipliers)
+        msg += f", stationarity {stationarity:.1e}"
+    return replace(new, stationarity=stationarity, message="KKT Newton: " + msg), msg
 
 
 def _chain_blocks(tk: np.ndarray, dk: np.ndarray, L0: np.ndarray, x: np.ndarray):

@@ -1,0 +1,72 @@
+"""Tests of kktsolver.kkt_newton: the Newton point satisfies the KKT conditions of MATH.md
+sections 2-3, checked by direct evaluation (network values, R from its definition), not by the
+chain equations the module solves."""
+
+import numpy as np
+import pytest
+
+from kktsolver.data import noisy_constant_1d
+from kktsolver.kkt_newton import chain_kkt_newton, piecewise_values
+from kktsolver.patterns import SortedSample
+from kktsolver.scale import _kinks_of, _r_values, solve_global_large
+
+
+def _newton_point(m, p, seed):
+    ds = noisy_constant_1d(m, p, seed=seed)
+    sample = SortedSample.from_dataset(ds)
+    res = solve_global_large(ds)
+    lam = res.multipliers[sample.order]
+    support = np.flatnonzero(lam > 1e-9 * lam.max())
+    t, d, slope_left = _kinks_of(res.network)
+    o = np.argsort(t)
+    _, sigma = piecewise_values(sample.x[support], t[o], d[o], np.array([slope_left, 0.0]))
+    point = chain_kkt_newton(
+        sample.x, sample.y, support, _r_values(sample, lam)[support], t[o], d[o], sigma
+    )
+    return sample, res, point
+
+
+def test_piecewise_values_matches_relu_sum():
+    rng = np.random.default_rng(0)
+    t = np.sort(rng.uniform(-1, 2, 7))
+    d = rng.normal(size=7)
+    L0 = np.array([0.3, -0.2])
+    x = np.linspace(-2, 3, 101)
+    f, slope = piecewise_values(x, t, d, L0)
+    direct = L0[0] * x + L0[1] + np.maximum(x[:, None] - t[None, :], 0.0) @ d
+    assert np.allclose(f, direct, atol=1e-12)
+    h = 1e-7
+    fd = (piecewise_values(x + h, t, d, L0)[0] - f) / h
+    ok = np.min(np.abs(x[:, None] - t[None, :]), axis=1) > 1e-5
+    assert np.allclose(slope[ok], fd[ok], atol=1e-5)
+
+
+@pytest.mark.parametrize("m, p, seed", [(300, 0.1, 0), (600, 0.4, 1)])
+def test_newton_point_is_a_kkt_point(m, p, seed):
+    sample, res, point = _newton_point(m, p, seed)
+    assert point is not None and point.converged, point and point.message
+    x, y = sample.x, sample.y
+    # lambda from R: R(t) = sum_{x_i > t} lambda_i y_i (x_i - t) is linear between support points,
+    # lambda_j y_j its slope jump; R = 0 outside the support
+    xa = x[point.support]
+    slope = np.diff(point.R) / np.diff(xa)
+    lam = y[point.support] * (np.r_[slope, 0.0] - np.r_[0.0, slope])
+    assert lam.min() >= -1e-9 * lam.max()
+    # R recomputed from its definition with these lambda agrees with the Newton R
+    R_def = np.array([np.sum(lam * y[point.support] * np.maximum(xa - a, 0.0)) for a in xa])
+    assert np.allclose(R_def, point.R, atol=1e-8)
+    # primal: margins >= 1 everywhere, = 1 on the support (complementary slackness)
+    f, _ = piecewise_values(x, point.t, point.d, point.L0)
+    assert np.min(y * f) >= 1 - 1e-7
+    assert np.max(np.abs(y[point.support] * f[point.support] - 1)) <= 1e-7
+    # dual feasibility and tangency: |R(t)| <= w(t) on a fine grid, = w at every kink with the
+    # kink's sign (R evaluated by interpolation between support points: it is linear there)
+    grid = np.linspace(xa[0], xa[-1], 20001)
+    Rg = np.interp(grid, xa, point.R)
+    assert np.max(np.abs(Rg) / np.hypot(1, grid)) <= 1 + 1e-9
+    Rk = np.interp(point.t, xa, point.R)
+    assert np.allclose(np.sign(point.d) * Rk, np.hypot(1, point.t), atol=1e-9)
+    # strong duality: primal cost sum |d_k| w(t_k) = sum lambda = the scale path's optimum
+    cost = float(np.sum(np.abs(point.d) * np.hypot(1, point.t)))
+    assert cost == pytest.approx(lam.sum(), rel=1e-9)
+    assert cost == pytest.approx(res.objective, rel=1e-8)
