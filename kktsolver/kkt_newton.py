@@ -25,6 +25,7 @@ sums of lambda (~1e6 at m = 1e3) stalls. The caller certifies the result (lambda
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -446,28 +447,36 @@ def chain_kkt_newton(
     tol: float = 1e-11,
     attempts: int = 4,
     rounds: int = 6,
+    deadline: float | None = None,
 ) -> NewtonPoint | None:
     """Active-set Newton: identify the structure (:func:`identify_structure`), solve it
     (:func:`solve_structure`; contacts that make the system structurally singular are dropped, at
     most ``attempts`` times per round), then repair what the solution shows (at most ``rounds``
     times): support points with lambda < 0 leave the support, intervals where |R| > w get a kink
     (:func:`dual_violations`), points with margin < 1 join the support. ``sigma``: slopes of f just
-    right of each support point. Returns the last Newton point (check ``converged``) or None if no
-    attempt gave a solvable system.
+    right of each support point. ``deadline`` (a ``time.perf_counter()`` value): no new solve
+    starts after it. Returns the last Newton point (check ``converged``) or None if no attempt gave
+    a solvable system.
     """
     first = None
     for prefer in ("dual", "ray", "interior"):
-        point = _active_set(x, y, support, R_support, t, d, sigma, tol, attempts, rounds, prefer)
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        point = _active_set(
+            x, y, support, R_support, t, d, sigma, tol, attempts, rounds, prefer, deadline
+        )
         if point is not None and point.converged:
             return point
         first = first or point
     return first
 
 
-def _active_set(x, y, support, R_support, t, d, sigma, tol, attempts, rounds, prefer):
+def _active_set(x, y, support, R_support, t, d, sigma, tol, attempts, rounds, prefer, deadline):
     """The loop of :func:`chain_kkt_newton` for one conflict rule ``prefer``."""
     point = None
     for _ in range(rounds):
+        if deadline is not None and time.perf_counter() > deadline:
+            return point
         st = identify_structure(x, y, support, R_support, t, d, prefer=prefer)
         keep = np.isin(support, st.support)
         R0, sigma0 = R_support[keep], sigma[keep][:-1]

@@ -515,3 +515,30 @@ def test_kkt_support_applies_the_documented_rules():
     # certify reports the same counts (it uses this function)
     cert = certify(net, ds, width=3)
     assert (cert.nonzero_neurons, cert.pinned_kinks) == (2, 1)
+
+
+def test_margins_exact_despite_cancellation():
+    """Neurons of size ~1e9 that cancel to margins ~1 (as in large-m optima): certify's margins
+    agree with a rational evaluation of the same float parameters to 1e-9, well inside its
+    feasibility tolerance 1e-7 (long double: ~3e8 * 5e-20; a float64 sum can be off by ~1e-7
+    here, enough to turn a feasible network 'infeasible')."""
+    rng = np.random.default_rng(3)
+    x = np.sort(rng.uniform(0.1, 0.9, 40))
+    big = 1e9
+    # big * relu(x - 0.05) - big * relu(x - 0.05 - 1e-9) = big * 1e-9 = 1 right of both kinks
+    W = np.array([[1.0], [1.0], [1.0]])
+    b = np.array([-0.05, -(0.05 + 1e-9), 0.0])
+    v = np.array([big, -big, 1e-3])
+    net = ReLUNetwork(v, W, b)
+    ds = Dataset(x, np.ones(x.size, dtype=int))
+
+    def exact(xi):
+        total = Fraction(0)
+        for j in range(3):
+            z = Fraction(float(W[j, 0])) * Fraction(float(xi)) + Fraction(float(b[j]))
+            total += Fraction(float(v[j])) * max(z, Fraction(0))
+        return float(total)
+
+    margins = kkt_support(net, ds, CertTolerances()).margins
+    want = np.array([exact(xi) for xi in x])
+    assert np.max(np.abs(margins - want)) <= 1e-9
