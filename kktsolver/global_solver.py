@@ -1342,6 +1342,62 @@ KKT_ACCEPT = 1e-8
 CERTIFY_STATIONARITY = 1e-6
 
 
+def _one_label(dataset: Dataset, sample: SortedSample, tol: GlobalTolerances, t_start: float):
+    """Closed form when every label is s (MATH.md section 3, a one-neuron certificate).
+
+    One neuron s relu(<u, x~>) with min ||u|| s.t. <u, x~_i> >= 1 for all i: u = p / ||p||^2, p the
+    point of conv{x~_i} = {(t, 1) : t in [x_min, x_max]} closest to 0, i.e. p = (c, 1) with
+    c = clip(0, x_min, x_max); value 1 / sqrt(1 + c^2). Multipliers: lambda = ||u|| on the data
+    point at c, or split between the two points around 0 so that their combination is p. Their
+    lower bound over every block (computed as for any solution) proves that no wider network does
+    better: its gap is 0 up to rounding. The issue's hand-derived case: 0 <= x_1 gives
+    1 / sqrt(1 + x_1^2).
+    """
+    x, y, m = sample.x, sample.y, sample.m
+    s = float(y[0])
+    c = float(np.clip(0.0, x[0], x[-1]))
+    p = np.array([c, 1.0])
+    u = p / float(p @ p)
+    value = float(np.linalg.norm(u))
+    lam = np.zeros(m)
+    if c == x[0]:
+        lam[0] = value
+    elif c == x[-1]:
+        lam[-1] = value
+    else:  # 0 strictly inside: p = a x~_j + (1 - a) x~_{j+1}, x_j < 0 < x_{j+1}
+        j = int(np.searchsorted(x, 0.0)) - 1
+        a = x[j + 1] / (x[j + 1] - x[j])
+        lam[j], lam[j + 1] = a * value, (1.0 - a) * value
+    scale = np.sqrt(value)
+    net = ReLUNetwork(np.array([s * scale]), (u[:1] / scale)[None, :], u[1:] / scale)
+    net, mm = restore_feasibility(net, dataset.X, dataset.y)
+    blocks = all_blocks(m)
+    bound, mr = lower_bound(_geometry(sample, blocks), sample, lam)
+    obj = net.objective()
+    gap = (obj - bound) / obj
+    total = time.perf_counter() - t_start
+    return GlobalResult(
+        network=net,
+        multipliers=sample.unsort(lam),
+        objective=obj,
+        lower_bound=bound,
+        relative_gap=gap,
+        min_margin=mm,
+        max_rho=mr,
+        n_neurons=1,
+        clean_error=_clean_error(net, dataset),
+        status="optimal" if gap <= tol.gap and mm >= 1.0 else "inaccurate",
+        solver="closed form",
+        formulation="one-label",
+        rounds=0,
+        timings={"total": total},
+        seconds=total,
+        tol=tol,
+        message="all labels equal: closed form",
+        stationarity=kkt_residual(net, dataset, sample.unsort(lam)),
+    )
+
+
 def solve_global(
     dataset: Dataset,
     solver: str = "CLARABEL",
@@ -1374,7 +1430,8 @@ def solve_global(
     tol : GlobalTolerances
         (the "scale" path uses only ``tol.gap``).
     method : {"auto", "conic", "scale"}
-        "auto" below ``AUTO_CONIC_FALLBACK_M`` falls back to "conic" when the scale path's network
+        "auto" with all labels equal uses the closed form of ``_one_label`` (one neuron). "auto"
+        below ``AUTO_CONIC_FALLBACK_M`` falls back to "conic" when the scale path's network
         is not a certified stationary point (``stationarity`` None or > ``KKT_ACCEPT``), and
         below ``AUTO_SCALE_M`` tries "scale" when the conic pipeline's network is not stationary
         (``stationarity`` None or > ``CERTIFY_STATIONARITY``).
@@ -1399,6 +1456,8 @@ def solve_global(
     clarabel = str(solver).upper() == "CLARABEL"
     if method == "scale" and not clarabel:
         raise InputError(f"method='scale' uses Clarabel; got solver {solver!r}")
+    if method == "auto" and np.all(sample.y == sample.y[0]):
+        return _one_label(dataset, sample, tol, t_start)
     if method == "scale" or (
         method == "auto" and formulation == "sparse" and clarabel and sample.m >= AUTO_SCALE_M
     ):

@@ -73,10 +73,30 @@ def test_all_positive_labels():
     attained by one neuron along (x_1, 1)); a single neuron suffices."""
     x = np.array([0.8, 0.25, 0.6, 0.95, 0.4])
     ds = Dataset(x, np.ones(5))
+    for method in ("auto", "conic"):  # auto: the closed form; conic: the general pipeline
+        r = solve_global(ds, method=method)
+        check_result(r, ds)
+        assert r.objective == pytest.approx(1 / np.sqrt(1 + 0.25**2), rel=1e-12)
+        assert r.n_neurons == 1
+
+
+@pytest.mark.parametrize("label", [1, -1])
+def test_one_label_closed_form_around_zero(label):
+    """Inputs on both sides of 0, all labels equal: the closest point of {(t, 1)} to the origin is
+    (0, 1), so the optimum is 1 (a constant neuron relu(b) with b = 1), multipliers split between
+    the two points around 0 in the ratio that puts their combination at t = 0: x = -0.2, 0.3
+    gives lambda = (0.6, 0.4). At m = 1000 the certifier agrees (global_min)."""
+    ds = Dataset(np.array([-0.7, -0.2, 0.3, 0.9]), label * np.ones(4))
     r = solve_global(ds)
     check_result(r, ds)
-    assert r.objective == pytest.approx(1 / np.sqrt(1 + 0.25**2), rel=1e-12)
-    assert r.n_neurons == 1
+    assert r.formulation == "one-label"
+    assert r.objective == pytest.approx(1.0, rel=1e-12)
+    np.testing.assert_allclose(r.multipliers, [0.0, 0.6, 0.4, 0.0], atol=1e-12)
+    cm = pytest.importorskip("kktsolver.certify")
+    big = Dataset(np.random.default_rng(1).random(1000), label * np.ones(1000))
+    rb = solve_global(big)
+    check_result(rb, big)
+    assert cm.certify(rb.network, big, tol=cm.CertTolerances(gap=1e-8)).verdict == "global_min"
 
 
 def test_three_point_v(three_point_v):
