@@ -325,11 +325,13 @@ def solve_structure(
     tol: float = 1e-11,
     max_iter: int = 30,
     accept: float = 1e-9,
+    deadline: float | None = None,
 ) -> NewtonPoint | tuple[np.ndarray, np.ndarray]:
-    """Damped Newton on the equations of ``st`` from (R0, sigma0) at its support points.
+    """Levenberg-Marquardt Newton on the equations of ``st`` from (R0, sigma0) at the support.
 
-    Stops when the residual is <= ``tol``, or when the line search stalls at a residual <=
-    ``accept`` (the rounding level of the O(1) rows grows with m: measured 9e-11 at m = 2000).
+    Stops when the residual is <= ``tol``, at ``deadline`` (a ``time.perf_counter()`` value), or
+    when no step reduces the residual and it is <= ``accept`` (the rounding level of the O(1) rows
+    grows with m: measured 9e-11 at m = 2000).
     Returns a :class:`NewtonPoint`, or (interior, rays) to remove when the Jacobian is structurally
     singular (too many contacts for the unknowns somewhere).
     """
@@ -342,6 +344,9 @@ def solve_structure(
     fn, it, msg = float(np.abs(F).max()), 0, "converged"
     for it in range(1, max_iter + 1):  # noqa: B007 (reported)
         if fn <= tol:
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            msg = "time budget"
             break
         # Levenberg-Marquardt in the scaled unknowns: mu = 0 is Newton; a near-singular structure
         # (measured m = 1000, p = 0.4: Newton steps of 1e14) gets mu raised until the 2-norm drops
@@ -482,7 +487,7 @@ def _active_set(x, y, support, R_support, t, d, sigma, tol, attempts, rounds, pr
         R0, sigma0 = R_support[keep], sigma[keep][:-1]
         out = None
         for _ in range(attempts):
-            out = solve_structure(x, y, st, R0, sigma0, tol)
+            out = solve_structure(x, y, st, R0, sigma0, tol, deadline=deadline)
             if isinstance(out, NewtonPoint):
                 break
             st = st.without(*out)
