@@ -1023,6 +1023,7 @@ def solve_global_large_diagnostics(
     m, x = sample.m, sample.x
     timings = {"master": 0.0, "reconstruct": 0.0, "dual": 0.0, "pricing": 0.0, "flips": 0.0}
     pts, gaps = _initial_sets(sample)
+    full = None
     if method != "generation" and master != "exact" and m >= 3 and gaps.size > 0:
         full = _solve_full(dataset, sample, tol, dict(timings), t_start, progress)
         # "auto": the generation loop only as a fallback, and only where it is fast (docs/scale.md)
@@ -1159,6 +1160,10 @@ def solve_global_large_diagnostics(
         block_margin,
         tol,
     )
+    if full is not None and full[0].relative_gap < result.relative_gap:
+        # the fallback did worse than the all-gaps result it was meant to improve (measured: 1000
+        # clustered points, 1.2e-6 vs 2.3e-5)
+        return full
     return result, diag
 
 
