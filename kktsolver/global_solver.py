@@ -36,6 +36,7 @@ __all__ = [
     "merge",
     "polish",
     "polish_blocks",
+    "regularised_step",
     "refine_kinks",
     "stationarize",
     "lower_bound",
@@ -680,7 +681,7 @@ def polish(
         y_i <P_i + Q_i, x~_i> = 1                    active margin i
 
     plus the linear recursions of G, P and Q. Each step is a regularised Gauss-Newton step
-    (:func:`_regularised_step`), because the primal optimum is often not unique. Returns the
+    (:func:`regularised_step`), because the primal optimum is often not unique. Returns the
     polished support, lambda (sorted order, zero off ``active``) and :class:`PolishInfo`.
     """
     m = sample.m
@@ -831,7 +832,7 @@ def stationarize(
     with g_k = G_stop - G_start (prefix sums of lambda_i y_i x~_i, unknowns), the margins N by
     the prefix/suffix sums P, Q (unknowns), sb = max beta, sl = max lambda (dimensionless rows).
     A neuron that should not exist can take beta = 0 and a point that is not active lambda = 0.
-    Each step is the regularised Gauss-Newton step of :func:`_regularised_step` with a
+    Each step is the regularised Gauss-Newton step of :func:`regularised_step` with a
     backtracking line search on the 2-norm of the (dimensionless) residual. After a pass:
 
     * an interior direction clearly outside its cone (its kink crossed a data point) moves to the
@@ -1126,7 +1127,7 @@ def _damped_newton(
     admissible: Callable[[np.ndarray], bool] = lambda z: True,
     accept_at_max_iter: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, int, float, bool, str]:
-    """Newton on F(z) = 0 with regularised steps (:func:`_regularised_step`) and backtracking.
+    """Newton on F(z) = 0 with regularised steps (:func:`regularised_step`) and backtracking.
 
     ``merit(F)`` returns measures of F whose LAST entry is the max-norm used to stop: the iteration
     converges when it is <= ``stop``; a step of length t (halved down to ``min_step``) is taken
@@ -1140,7 +1141,7 @@ def _damped_newton(
     while not converged and it < max_iter:
         it += 1
         try:
-            dz = _regularised_step(jacobian(z), F, reg)
+            dz = regularised_step(jacobian(z), F, reg)
         except RuntimeError as e:  # singular factor
             msg = f"singular Newton matrix: {e}"
             break
@@ -1174,7 +1175,7 @@ def _damped_newton(
     return z, F, it, fm[-1], converged, msg
 
 
-def _regularised_step(J: sparse.spmatrix, F: np.ndarray, reg: sparse.spmatrix) -> np.ndarray:
+def regularised_step(J: sparse.spmatrix, F: np.ndarray, reg: sparse.spmatrix) -> np.ndarray:
     """Newton step dz = argmin ||J dz + F||^2 + dz' R dz via the sparse augmented system
 
         [ -I   J ] [r ]   [-F]

@@ -33,7 +33,7 @@ from scipy import sparse
 from scipy.sparse import linalg as splinalg
 from scipy.sparse.csgraph import maximum_bipartite_matching, structural_rank
 
-from .global_solver import _regularised_step
+from .global_solver import regularised_step
 
 __all__ = [
     "KKTStructure",
@@ -41,6 +41,8 @@ __all__ = [
     "identify_structure",
     "solve_structure",
     "chain_kkt_newton",
+    "dual_violations",
+    "piecewise_values",
 ]
 
 
@@ -358,7 +360,7 @@ def solve_structure(
                     if mu == 0.0:
                         step = splinalg.spsolve(Js, -F)
                     else:
-                        step = _regularised_step(Js, F, mu * sparse.identity(sysm.N, format="csc"))
+                        step = regularised_step(Js, F, mu * sparse.identity(sysm.N, format="csc"))
                 except RuntimeError:  # numerically singular
                     continue
             if not np.all(np.isfinite(step)):
