@@ -17,11 +17,13 @@ def _newton_point(m, p, seed):
     res = solve_global_large(ds)
     lam = res.multipliers[sample.order]
     support = np.flatnonzero(lam > 1e-9 * lam.max())
-    t, d, slope_left = _kinks_of(res.network)
-    o = np.argsort(t)
-    _, sigma = piecewise_values(sample.x[support], t[o], d[o], np.array([slope_left, 0.0]))
+    t, d, L0 = _kinks_of(res.network)
+    # the kink form reproduces the network (checked against direct evaluation)
+    f, _ = piecewise_values(sample.x, t, d, L0)
+    assert np.allclose(f, res.network(sample.x[:, None]).ravel(), rtol=1e-9, atol=1e-6)
+    _, sigma = piecewise_values(sample.x[support], t, d, L0)
     point = chain_kkt_newton(
-        sample.x, sample.y, support, _r_values(sample, lam)[support], t[o], d[o], sigma
+        sample.x, sample.y, support, _r_values(sample, lam)[support], t, d, sigma
     )
     return sample, res, point
 
