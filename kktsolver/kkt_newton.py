@@ -34,6 +34,7 @@ from scipy.sparse import linalg as splinalg
 from scipy.sparse.csgraph import maximum_bipartite_matching, structural_rank
 
 from .global_solver import regularised_step
+from .network import PiecewiseLinear
 
 __all__ = [
     "KKTStructure",
@@ -42,7 +43,6 @@ __all__ = [
     "solve_structure",
     "chain_kkt_newton",
     "dual_violations",
-    "piecewise_values",
 ]
 
 
@@ -99,6 +99,11 @@ class NewtonPoint:
     iterations: int
     converged: bool
     message: str
+
+    @property
+    def function(self) -> PiecewiseLinear:
+        """f = L0[0] x + L0[1] + sum_k d_k relu(x - t_k)."""
+        return PiecewiseLinear.from_kinks(self.t, self.d, self.L0)
 
 
 def identify_structure(
@@ -399,18 +404,6 @@ def solve_structure(
     )
 
 
-def piecewise_values(
-    x: np.ndarray, t: np.ndarray, d: np.ndarray, L0: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """f(x) and f'(x+) of f = L0[0] x + L0[1] + sum_k d_k relu(x - t_k) (t sorted), O((m + K) log K)
-    by prefix sums over the kinks left of each x."""
-    j = np.searchsorted(t, x, side="right")
-    cd = np.r_[0.0, np.cumsum(d)]
-    cdt = np.r_[0.0, np.cumsum(d * t)]
-    slope = L0[0] + cd[j]
-    return L0[1] + slope * x - cdt[j], slope
-
-
 def dual_violations(
     x: np.ndarray,
     y: np.ndarray,
@@ -511,7 +504,7 @@ def _active_set(x, y, support, R_support, t, d, sigma, tol, attempts, rounds, pr
         if not point.converged and point.residual > REPAIR_RESIDUAL:
             return point
         neg, over, t_new, s_new = dual_violations(x, y, point)
-        f, _ = piecewise_values(x, point.t, point.d, point.L0)
+        f = point.function(x)
         # margins short by <= 1e-9 cost that much, relative, when the network is scaled to
         # margins >= 1. At m = 1e4 points short by ~2.5e-10 lay between two support points on a
         # linear piece, i.e. rounding of the Newton point; chasing them cycled, because the
@@ -532,5 +525,5 @@ def _active_set(x, y, support, R_support, t, d, sigma, tol, attempts, rounds, pr
         keep_pts[[0, -1]] = True
         support = np.union1d(point.support[keep_pts], short)
         R_support = np.interp(x[support], x[point.support], point.R)
-        _, sigma = piecewise_values(x[support], t, d, point.L0)
+        sigma = PiecewiseLinear.from_kinks(t, d, point.L0).slope(x[support])
     return point

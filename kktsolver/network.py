@@ -288,6 +288,27 @@ class PiecewiseLinear:
         intercepts = icpt_left + np.concatenate([[0.0], np.cumsum(di)])
         return cls(t, slopes, intercepts)
 
+    @classmethod
+    def from_kinks(
+        cls, kinks: np.ndarray, slope_changes: np.ndarray, left: np.ndarray
+    ) -> PiecewiseLinear:
+        """f(x) = left[0] x + left[1] + sum_k slope_changes[k] relu(x - kinks[k]), kinks sorted:
+        slopes and intercepts are cumulative sums of d_k and -d_k t_k."""
+        t = np.asarray(kinks, dtype=float)
+        d = np.asarray(slope_changes, dtype=float)
+        slopes = float(left[0]) + np.concatenate([[0.0], np.cumsum(d)])
+        intercepts = float(left[1]) - np.concatenate([[0.0], np.cumsum(d * t)])
+        return cls(t, slopes, intercepts)
+
+    @property
+    def slope_changes(self) -> np.ndarray:
+        """The jump of the slope at each kink (from left to right)."""
+        return np.diff(self.slopes)
+
+    def slope(self, x: np.ndarray) -> np.ndarray:
+        """The slope of the piece containing each x (the right piece at a kink: f'(x+))."""
+        return self.slopes[np.searchsorted(self.kinks, np.asarray(x, dtype=float), side="right")]
+
     @property
     def n_pieces(self) -> int:
         """Number of linear pieces (len(kinks) + 1)."""

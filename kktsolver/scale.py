@@ -1380,20 +1380,6 @@ def _r_values(sample: SortedSample, lam: np.ndarray) -> np.ndarray:
     return np.asarray(s1 - xl * s0, dtype=float)
 
 
-def _kinks_of(net: ReLUNetwork) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Kinks t_j = -b_j / w_j of a 1-D network (sorted), their slope changes v_j |w_j|, and
-    L0 = (slope, intercept) of f left of every kink: f = L0[0] x + L0[1] + sum_j d_j relu(x - t_j)
-    (neurons with w_j < 0 are active on the left; with w_j = 0 they are constants v_j relu(b_j)).
-    """
-    w, b, v = net.W[:, 0], net.b, net.v
-    on = w != 0
-    t, d = -b[on] / w[on], v[on] * np.abs(w[on])
-    order = np.argsort(t, kind="stable")
-    left = w < 0
-    intercept = float(np.sum(v[left] * b[left]) + np.sum(v[~on] * np.maximum(b[~on], 0.0)))
-    return t[order], d[order], np.array([float(np.sum(v[left] * w[left])), intercept])
-
-
 def _stationary_point(
     dataset: Dataset,
     sample: SortedSample,
@@ -1412,20 +1398,21 @@ def _stationary_point(
     previous one or tol.gap, and its margins are >= 1 after the usual float64 scaling; otherwise
     ``result`` stands. Returns (new result or None, message).
     """
-    from .kkt_newton import chain_kkt_newton, piecewise_values
+    from .kkt_newton import chain_kkt_newton
 
     x, y, m = sample.x, sample.y, sample.m
     lam = result.multipliers[sample.order]
     if not np.any(lam > 0):
         return None, "no multipliers"
-    t, d, L0 = _kinks_of(result.network)
+    pl = result.network.piecewise_linear()
     # the support: multipliers > 0, and points the network holds at margin 1 (another optimal dual
     # may use them, and the kinks between them need them as interval ends)
-    f, _ = piecewise_values(x, t, d, L0)
     support = np.flatnonzero(lam > 1e-9 * lam.max())
-    active = (y * f <= 1.0 + 1e-9) & (x >= x[support[0]]) & (x <= x[support[-1]])
+    active = (y * pl(x) <= 1.0 + 1e-9) & (x >= x[support[0]]) & (x <= x[support[-1]])
     support = np.union1d(support, np.flatnonzero(active))
-    _, sigma = piecewise_values(x[support], t, d, L0)
+    sigma = pl.slope(x[support])
+    finite = np.isfinite(pl.kinks)  # (a neuron with tiny |w| has its kink at +-inf)
+    t, d = pl.kinks[finite], pl.slope_changes[finite]
     R = _r_values(sample, lam)
     # at most a tenth of the solve so far (>= 0.2 s): at m = 1e4 the repairs can cycle (measured
     # 3.6 s without a stationary point) while one structure solve takes ~0.15 s

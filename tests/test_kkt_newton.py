@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from kktsolver.data import noisy_constant_1d
-from kktsolver.kkt_newton import chain_kkt_newton, piecewise_values
+from kktsolver.kkt_newton import chain_kkt_newton
+from kktsolver.network import PiecewiseLinear
 from kktsolver.patterns import SortedSample
-from kktsolver.scale import _kinks_of, _r_values, solve_global_large
+from kktsolver.scale import _r_values, solve_global_large
 
 
 def _newton_point(m, p, seed):
@@ -17,28 +18,35 @@ def _newton_point(m, p, seed):
     res = solve_global_large(ds)
     lam = res.multipliers[sample.order]
     support = np.flatnonzero(lam > 1e-9 * lam.max())
-    t, d, L0 = _kinks_of(res.network)
+    pl = res.network.piecewise_linear()
     # the kink form reproduces the network (checked against direct evaluation)
-    f, _ = piecewise_values(sample.x, t, d, L0)
-    assert np.allclose(f, res.network(sample.x[:, None]).ravel(), rtol=1e-9, atol=1e-6)
-    _, sigma = piecewise_values(sample.x[support], t, d, L0)
+    assert np.allclose(pl(sample.x), res.network(sample.x[:, None]).ravel(), rtol=1e-9, atol=1e-6)
+    sigma = pl.slope(sample.x[support])
     point = chain_kkt_newton(
-        sample.x, sample.y, support, _r_values(sample, lam)[support], t, d, sigma
+        sample.x,
+        sample.y,
+        support,
+        _r_values(sample, lam)[support],
+        pl.kinks,
+        pl.slope_changes,
+        sigma,
     )
     return sample, res, point
 
 
-def test_piecewise_values_matches_relu_sum():
+def test_piecewise_from_kinks_matches_relu_sum():
     rng = np.random.default_rng(0)
     t = np.sort(rng.uniform(-1, 2, 7))
     d = rng.normal(size=7)
     L0 = np.array([0.3, -0.2])
     x = np.linspace(-2, 3, 101)
-    f, slope = piecewise_values(x, t, d, L0)
+    pl = PiecewiseLinear.from_kinks(t, d, L0)
+    f, slope = pl(x), pl.slope(x)
     direct = L0[0] * x + L0[1] + np.maximum(x[:, None] - t[None, :], 0.0) @ d
     assert np.allclose(f, direct, atol=1e-12)
+    assert np.allclose(pl.slope_changes, d, atol=1e-14)
     h = 1e-7
-    fd = (piecewise_values(x + h, t, d, L0)[0] - f) / h
+    fd = (pl(x + h) - f) / h
     ok = np.min(np.abs(x[:, None] - t[None, :]), axis=1) > 1e-5
     assert np.allclose(slope[ok], fd[ok], atol=1e-5)
 
@@ -58,7 +66,7 @@ def test_newton_point_is_a_kkt_point(m, p, seed):
     R_def = np.array([np.sum(lam * y[point.support] * np.maximum(xa - a, 0.0)) for a in xa])
     assert np.allclose(R_def, point.R, atol=1e-8)
     # primal: margins >= 1 everywhere, = 1 on the support (complementary slackness)
-    f, _ = piecewise_values(x, point.t, point.d, point.L0)
+    f = point.function(x)
     assert np.min(y * f) >= 1 - 1e-7
     assert np.max(np.abs(y[point.support] * f[point.support] - 1)) <= 1e-7
     # dual feasibility and tangency: |R(t)| <= w(t) on a fine grid, = w at every kink with the
