@@ -1462,13 +1462,10 @@ def solve_global(
     if method == "scale" or (
         method == "auto" and formulation == "sparse" and clarabel and sample.m >= AUTO_SCALE_M
     ):
-        from .scale import ScaleTolerances, solve_global_large
-
-        large = solve_global_large(dataset, ScaleTolerances(gap=tol.gap), progress=progress)
-        stationary = large.stationarity is not None and large.stationarity <= KKT_ACCEPT
+        large = _scale_path(dataset, tol, progress)
         if method == "scale" or sample.m >= AUTO_CONIC_FALLBACK_M:
             return large
-        if large.status == "optimal" and stationary:
+        if _certified_stationary(large, KKT_ACCEPT):
             return large
         conic_result = solve_global(dataset, solver, formulation, tol, "conic", progress)
         return conic_result if conic_result.status == "optimal" else large
@@ -1600,15 +1597,30 @@ def solve_global(
     if method == "auto" and formulation == "sparse" and clarabel and not stationary:
         # the conic pipeline's stationarity stage failed (measured: 30 clustered points, residual
         # 2.1e-6); the scale path's KKT Newton stage solves such cases (there: 6.8e-10)
-        from .scale import ScaleTolerances, solve_global_large
-
         try:
-            large = solve_global_large(dataset, ScaleTolerances(gap=tol.gap), progress=progress)
+            large = _scale_path(dataset, tol, progress)
         except SolverError:
             return result
-        if large.status == "optimal" and (large.stationarity or np.inf) <= KKT_ACCEPT:
+        if _certified_stationary(large, KKT_ACCEPT):
             return large
     return result
+
+
+def _scale_path(dataset: Dataset, tol: GlobalTolerances, progress: bool | None) -> GlobalResult:
+    """``method="scale"``: :func:`kktsolver.scale.solve_global_large` with this gap."""
+    from .scale import ScaleTolerances, solve_global_large
+
+    return solve_global_large(dataset, ScaleTolerances(gap=tol.gap), progress=progress)
+
+
+def _certified_stationary(result: GlobalResult, threshold: float) -> bool:
+    """Status "optimal" (gap and margins certified) and a known stationarity residual <=
+    ``threshold``: what the "auto" fallbacks accept without running the other path."""
+    return (
+        result.status == "optimal"
+        and result.stationarity is not None
+        and result.stationarity <= threshold
+    )
 
 
 def _cone_coordinate(geo: _Geometry, k: np.ndarray, D: np.ndarray) -> np.ndarray:
