@@ -106,6 +106,15 @@ class NewtonPoint:
         return PiecewiseLinear.from_kinks(self.t, self.d, self.L0)
 
 
+def _interval_lines(xa: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """R(t) = A - B t on each support interval (R linear between support points), and the
+    maximiser t* = -B / A of |A - B t| / sqrt(1 + t^2), whose value is ||(A, B)|| (tangency)."""
+    B = -np.diff(R) / np.diff(xa)
+    A = R[:-1] + B * xa[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return A, B, -B / A
+
+
 def identify_structure(
     x: np.ndarray,
     y: np.ndarray,
@@ -142,16 +151,13 @@ def identify_structure(
     inner = ray_at < 0
     # the dual's contacts: tangency value per interval (0 if the tangency is outside) and |R| / w
     # at the points
-    B = -np.diff(R_support) / D
-    A = R_support[:-1] + B * xa[:-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tan = -B / A
+    A, B, tan = _interval_lines(xa, R_support)
     rho_int = np.where((tan > xa[:-1]) & (tan < xa[1:]), np.hypot(A, B), 0.0)
-    rho_pt = np.abs(R_support) / np.hypot(1.0, xa)
+    Rw = R_support / np.hypot(1.0, xa)
+    rho_pt = np.abs(Rw)
     # an interior kink needs a tangency of its sign inside its interval; without one (e.g. in a
     # tiny gap between opposite labels, where R runs from +w to -w) it moves to the end point
     # where s R / w is larger (a ray there)
-    Rw = R_support / np.hypot(1.0, xa)
     sd = np.sign(d)
     no_tan = inner & ((rho_int[i] < 1.0 - contact) | (sd != np.sign(A[i])))
     ray_at = np.where(no_tan, np.where(sd * Rw[i] >= sd * Rw[i + 1], i, i + 1), ray_at)
@@ -426,14 +432,10 @@ def dual_violations(
     So it stays at 1e-12, and at m = 1e4 the stage gives up within its time budget.
     """
     xa, R = x[point.support], point.R
-    D = np.diff(xa)
-    slope = np.diff(R) / D
+    A, B, tan = _interval_lines(xa, R)
+    slope = -B
     lam = y[point.support] * (np.r_[slope, 0.0] - np.r_[0.0, slope])
     neg = np.flatnonzero(lam < -lam_slack * max(float(lam.max(initial=0.0)), 1e-300))
-    B = -slope
-    A = R[:-1] + B * xa[:-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tan = -B / A
     inside = (tan > xa[:-1]) & (tan < xa[1:])
     over = np.flatnonzero(inside & (np.hypot(A, B) > 1.0 + slack))
     # |R| > w at a support point itself (measured at m = 1e4: rho - 1 = 5.7e-3 there, invisible
