@@ -91,7 +91,7 @@ from .errors import (
     check_tolerances,
     require_instance,
 )
-from .gd import rescaled
+from .gd import rescaled, solve_cell, train
 from .network import ReLUNetwork
 from .patterns import (
     Block,
@@ -908,8 +908,6 @@ class _Search:
         polish makes equal functions found from different block sets compare equal at tight
         tolerances.
         """
-        from .gd import solve_cell
-
         try:
             cell = solve_cell(self.sample, list(blocks))
         except SolverError:
@@ -1904,8 +1902,6 @@ class _FlowProposer(_Proposer):
         )
 
     def propose(self) -> list[Block]:
-        from .gd import train
-
         seed = int(self.rng.integers(2**31))
         try:
             traj = train(
