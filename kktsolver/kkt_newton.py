@@ -25,8 +25,7 @@ sums of lambda (~1e6 at m = 1e3) stalls. The caller certifies the result (lambda
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import sparse
@@ -39,11 +38,35 @@ from .network import PiecewiseLinear
 __all__ = [
     "KKTStructure",
     "NewtonPoint",
+    "WorkBudget",
     "identify_structure",
     "solve_structure",
     "chain_kkt_newton",
     "dual_violations",
 ]
+
+
+class WorkBudget:
+    """A deterministic cap on Newton work: iterations weighted by their number of unknowns.
+
+    A time limit made the stage's outcome depend on machine load (the same m = 2000 dataset came
+    out stationary or not from run to run); counted work does not.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = float(limit)
+        self.used = 0.0
+
+    @property
+    def spent(self) -> bool:
+        return self.used >= self.limit
+
+    def spend(self, amount: float) -> bool:
+        """Charge ``amount``; False (and nothing charged) if the budget is already spent."""
+        if self.spent:
+            return False
+        self.used += float(amount)
+        return True
 
 
 @dataclass(frozen=True, eq=False)
@@ -338,13 +361,13 @@ def solve_structure(
     tol: float = 1e-11,
     max_iter: int = 30,
     accept: float = 1e-9,
-    deadline: float | None = None,
+    work: WorkBudget | None = None,
 ) -> NewtonPoint | tuple[np.ndarray, np.ndarray]:
     """Levenberg-Marquardt Newton on the equations of ``st`` from (R0, sigma0) at the support.
 
-    Stops when the residual is <= ``tol``, at ``deadline`` (a ``time.perf_counter()`` value), or
-    when no step reduces the residual and it is <= ``accept`` (the rounding level of the O(1) rows
-    grows with m: measured 9e-11 at m = 2000).
+    Stops when the residual is <= ``tol``, when ``work`` is spent (each iteration costs the number
+    of unknowns), or when no step reduces the residual and it is <= ``accept`` (the rounding level
+    of the O(1) rows grows with m: measured 9e-11 at m = 2000).
     Returns a :class:`NewtonPoint`, or (interior, rays) to remove when the Jacobian is structurally
     singular (too many contacts for the unknowns somewhere).
     """
@@ -358,8 +381,8 @@ def solve_structure(
     for it in range(1, max_iter + 1):  # noqa: B007 (reported)
         if fn <= tol:
             break
-        if deadline is not None and time.perf_counter() > deadline:
-            msg = "time budget"
+        if work is not None and not work.spend(sysm.N):
+            msg = "work budget"
             break
         # Levenberg-Marquardt in the scaled unknowns: mu = 0 is Newton; a near-singular structure
         # (measured m = 1000, p = 0.4: Newton steps of 1e14) gets mu raised until the 2-norm drops
@@ -415,7 +438,7 @@ def dual_violations(
     y: np.ndarray,
     point: NewtonPoint,
     slack: float = 1e-12,
-    lam_slack: float = 1e-12,
+    lam_slack: float = 1e-9,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Where the Newton point's R fails to be a dual certificate.
 
@@ -423,13 +446,15 @@ def dual_violations(
     whose tangency value ||(A, B)|| exceeds 1 + slack with the tangency inside, then support
     points with |R| > (1 + slack) w; the positions of the kinks they need; their signs).
     lambda_j = y_j (R'(a_j+) - R'(a_j-)) with R = 0 outside the support (MATH.md section 3).
-    Violations within the slacks are left alone (the certificate clips lambda < 0 and charges
-    it to rho; rho - 1 costs that much, relative, in the bound sum lambda / max(1, max rho)).
-    Measured: ``slack`` 1e-9 leaves m = 2000, p = 0.1, seed 0 at certify residual 1.1e-6 (1e-12:
-    1.9e-9). At m = 1e4 the repairs cycle: lambda ~ -1e-10 max lambda at a few points against
-    |R| / w ~ 1 + 1e-8 next to them. ``lam_slack`` 1e-9 stops the cycle, but the certificate
-    charges clipped lambda < 0 to rho in absolute terms (lambda ~ 1e7 there): rho - 1 = 5.7e-3.
-    So it stays at 1e-12, and at m = 1e4 the stage gives up within its time budget.
+    Violations within the slacks are left alone: rho - 1 costs that much, relative, in the bound
+    sum lambda / max(1, max rho), and a lambda_j within ``lam_slack`` below 0 is the rounding of
+    R's second difference over gaps down to 1e-9, which the certificate removes by moving R_j by
+    ~lambda_j D (``scale._repair_nonnegative``) instead of charging it to rho. Measured:
+    ``slack`` 1e-9 leaves m = 2000, p = 0.1, seed 0 at certify residual 1.1e-6 (1e-12: 1.9e-9).
+    ``lam_slack`` 1e-12 made the repairs cycle (m = 1e4, and m = 2000, p = 0.2, seed 1: one
+    lambda between -1e-9 and -1e-12 of max lambda against |R| / w > 1 + 1e-12 on two intervals
+    next to it; removing the point brings them back); 1e-9 gives the latter a stationary point at
+    gap 9.0e-9.
     """
     xa, R = x[point.support], point.R
     A, B, tan = _interval_lines(xa, R)
@@ -461,23 +486,24 @@ def chain_kkt_newton(
     tol: float = 1e-11,
     attempts: int = 4,
     rounds: int = 6,
-    deadline: float | None = None,
+    work: WorkBudget | None = None,
 ) -> NewtonPoint | None:
     """Active-set Newton: identify the structure (:func:`identify_structure`), solve it
     (:func:`solve_structure`; contacts that make the system structurally singular are dropped, at
     most ``attempts`` times per round), then repair what the solution shows (at most ``rounds``
     times): support points with lambda < 0 leave the support, intervals where |R| > w get a kink
     (:func:`dual_violations`), points with margin < 1 join the support. ``sigma``: slopes of f just
-    right of each support point. ``deadline`` (a ``time.perf_counter()`` value): no new solve
-    starts after it. Returns the last Newton point (check ``converged``) or None if no attempt gave
+    right of each support point. ``work``: a budget of Newton iterations weighted by their
+    number of unknowns over all solves (deterministic, unlike a time limit); no new solve starts
+    once it is spent. Returns the last Newton point (check ``converged``) or None if no attempt gave
     a solvable system.
     """
     first = None
     for prefer in ("dual", "ray", "interior"):
-        if deadline is not None and time.perf_counter() > deadline:
+        if work is not None and work.spent:
             break
         point = _active_set(
-            x, y, support, R_support, t, d, sigma, tol, attempts, rounds, prefer, deadline
+            x, y, support, R_support, t, d, sigma, tol, attempts, rounds, prefer, work
         )
         if point is not None and point.converged:
             return point
@@ -485,26 +511,41 @@ def chain_kkt_newton(
     return first
 
 
-def _active_set(x, y, support, R_support, t, d, sigma, tol, attempts, rounds, prefer, deadline):
-    """The loop of :func:`chain_kkt_newton` for one conflict rule ``prefer``."""
+def _active_set(x, y, support, R_support, t, d, sigma, tol, attempts, rounds, prefer, work):
+    """The loop of :func:`chain_kkt_newton` for one conflict rule ``prefer``.
+
+    A point whose equations hold but whose last check still found violations (the repairs, the
+    work budget or the solvable structures ran out) is returned with ``converged`` False: measured
+    at m = 2000, p = 0.4, seed 1, such a point had a point off its support at margin 0.63.
+    """
+    point, clean = _repairs(
+        x, y, support, R_support, t, d, sigma, tol, attempts, rounds, prefer, work
+    )
+    if point is not None and point.converged and not clean:
+        point = replace(point, converged=False, message="KKT violations left after the repairs")
+    return point
+
+
+def _repairs(x, y, support, R_support, t, d, sigma, tol, attempts, rounds, prefer, work):
+    """(last Newton point or None, whether it passed every check) of :func:`_active_set`."""
     point = None
     for _ in range(rounds):
-        if deadline is not None and time.perf_counter() > deadline:
-            return point
+        if work is not None and work.spent:
+            return point, False
         st = identify_structure(x, y, support, R_support, t, d, prefer=prefer)
         keep = np.isin(support, st.support)
         R0, sigma0 = R_support[keep], sigma[keep][:-1]
         out = None
         for _ in range(attempts):
-            out = solve_structure(x, y, st, R0, sigma0, tol, deadline=deadline)
+            out = solve_structure(x, y, st, R0, sigma0, tol, work=work)
             if isinstance(out, NewtonPoint):
                 break
             st = st.without(*out)
         if not isinstance(out, NewtonPoint):
-            return point
+            return point, False
         point = out
         if not point.converged and point.residual > REPAIR_RESIDUAL:
-            return point
+            return point, False
         neg, over, t_new, s_new = dual_violations(x, y, point)
         f = point.function(x)
         # margins short by <= 1e-9 cost that much, relative, when the network is scaled to
@@ -513,7 +554,7 @@ def _active_set(x, y, support, R_support, t, d, sigma, tol, attempts, rounds, pr
         # flat-run rule of identify_structure removes such points again
         short = np.setdiff1d(np.flatnonzero(y * f < 1.0 - 1e-9), point.support)
         if point.converged and neg.size == 0 and over.size == 0 and short.size == 0:
-            return point
+            return point, True
         # repair and start again from this point; a kink whose sign disagrees with R's there
         # goes (a tangency that left its interval is re-assigned by identify_structure)
         agree = np.sign(point.d) == np.sign(np.interp(point.t, x[point.support], point.R))
@@ -528,4 +569,4 @@ def _active_set(x, y, support, R_support, t, d, sigma, tol, attempts, rounds, pr
         support = np.union1d(point.support[keep_pts], short)
         R_support = np.interp(x[support], x[point.support], point.R)
         sigma = PiecewiseLinear.from_kinks(t, d, point.L0).slope(x[support])
-    return point
+    return point, False

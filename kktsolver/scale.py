@@ -95,6 +95,14 @@ class ScaleTolerances:
     generation_limit : int
         method="auto": the column-generation loop is tried after an uncertified all-gaps solve only
         up to this m (it takes ~2 minutes at m = 1e4).
+    newton_work : float
+        Budget of the final KKT Newton stage, in Newton iterations times unknowns per data point
+        (deterministic, unlike a time limit). Measured: 1-5 on most seed-setting datasets,
+        25 on m = 2000, p = 0.2, seed 1; at m = 1e4 a stationary point took 12 (2.9 s).
+    newton_work_large : float
+        The same budget above ``generation_limit`` points, where the stage's time counts against
+        the 1e4-in-seconds target and ``certify`` cannot judge the result in reasonable time
+        (it took > 15 minutes at m = 1e4): the stage then stops after about one structure solve.
     """
 
     price: float = 1e-9
@@ -108,9 +116,11 @@ class ScaleTolerances:
     tight_primal: float = 1e-8
     full_solver: float = 1e-8
     generation_limit: int = 5000
+    newton_work: float = 30.0
+    newton_work_large: float = 3.0
 
     _POSITIVE = ("price", "margin", "solver", "gap", "cut", "support", "tight", "tight_primal")
-    _POSITIVE += ("full_solver",)
+    _POSITIVE += ("full_solver", "newton_work", "newton_work_large")
 
     def __post_init__(self) -> None:
         check_int_range("ScaleTolerances", "cut_rounds", self.cut_rounds, 1)
@@ -1396,12 +1406,13 @@ def _stationary_point(
     The all-gaps program certifies the value to ~1e-9, which leaves kinks ~sqrt(1e-9) off their
     optimal positions (the objective is flat to first order there), so ``certify`` finds a
     stationarity residual ~3e-5 (docs/scale.md). Newton on the exact KKT system of the structure
-    that the multipliers and kinks of ``result`` show fixes that. The Newton point is kept only if
-    it converged, its own R-certificate (lambda >= 0, rho over every block) gives a gap <= the
-    previous one or tol.gap, and its margins are >= 1 after the usual float64 scaling; otherwise
-    ``result`` stands. Returns (new result or None, message).
+    that the multipliers and kinks of ``result`` show fixes that, within a work budget
+    (``tol.newton_work``). The Newton point is kept only if it converged, its margins are >= 1
+    after the usual scaling, and its gap against the better of its own R-certificate and
+    ``result``'s lower bound is <= tol.gap or <= ``result``'s gap; otherwise ``result`` stands.
+    Returns (new result or None, message).
     """
-    from .kkt_newton import chain_kkt_newton
+    from .kkt_newton import WorkBudget, chain_kkt_newton
 
     x, y, m = sample.x, sample.y, sample.m
     lam = result.multipliers[sample.order]
@@ -1417,10 +1428,9 @@ def _stationary_point(
     finite = np.isfinite(pl.kinks)  # (a neuron with tiny |w| has its kink at +-inf)
     t, d = pl.kinks[finite], pl.slope_changes[finite]
     R = _r_values(sample, lam)
-    # at most a tenth of the solve so far (>= 0.2 s): at m = 1e4 the repairs can cycle (measured
-    # 3.6 s without a stationary point) while one structure solve takes ~0.15 s
-    deadline = time.perf_counter() + max(0.2, 0.1 * (time.perf_counter() - t_start))
-    point = chain_kkt_newton(x, y, support, R[support], t, d, sigma, deadline=deadline)
+    per_point = tol.newton_work if m <= tol.generation_limit else tol.newton_work_large
+    work = WorkBudget(per_point * m)
+    point = chain_kkt_newton(x, y, support, R[support], t, d, sigma, work=work)
     if point is None:
         return None, "no solvable structure"
     if not point.converged:
@@ -1435,6 +1445,9 @@ def _stationary_point(
     pts = np.unique(np.r_[0, point.support, m - 1])
     Rp = np.interp(x[pts], x[point.support], point.R)
     Rp[(x[pts] < x[point.support[0]]) | (x[pts] > x[point.support[-1]])] = 0.0
+    # lambda from R's second differences over gaps down to 1e-9 carries rounding (~1e-12 of
+    # max lambda, negative at some points); the certificate would charge that to rho absolutely
+    Rp = _repair_nonnegative(x[pts], y[pts], Rp)
     cert = r_certificate(sample, pts, Rp)
     lam_new = np.zeros(m)
     lam_new[pts] = cert.lam
@@ -1445,11 +1458,15 @@ def _stationary_point(
     norms = np.linalg.norm(U, axis=1)
     keep = (kind != 0) | (norms > 1e-9 * norms.sum())
     arrays = (kind[keep], gap[keep], sign[keep], U[keep])
+    # any dual certificate bounds min (P): keep the better of the Newton point's and the input's
+    bound = (cert.lower_bound(), lam_new, cert.max_rho)
+    if result.lower_bound > bound[0]:
+        bound = (result.lower_bound, lam, result.max_rho)
     new, _, _ = _result(
         dataset,
         sample,
         arrays,
-        (cert.lower_bound(), lam_new, cert.max_rho),
+        bound,
         True,  # the Newton point's own certificate (gap, margins) decides its status
         tol,
         dict(timings),
@@ -1462,7 +1479,8 @@ def _stationary_point(
     msg = f"stationary point, residual {point.residual:.1e}, {point.iterations} steps"
     stationarity = None
     if m * new.network.n <= STATIONARITY_CHECK_MAX:  # O(m n) dense pre-activations
-        stationarity = kkt_residual(new.network, dataset, new.multipliers)
+        # at the Newton point's own multipliers (result.multipliers hold the better bound's)
+        stationarity = kkt_residual(new.network, dataset, sample.unsort(lam_new))
         msg += f", stationarity {stationarity:.1e}"
     return replace(new, stationarity=stationarity, message="KKT Newton: " + msg), msg
 
@@ -1505,19 +1523,12 @@ def _result(
     mn = float(marg.min())
     if not mn > 0:
         raise SolverError(f"the block solution does not separate the data (min margin {mn:.3g})")
-    for attempt in range(8):
-        # margins are linear in U, but U is rounded to float64 after scaling (error ~ eps sum |u|,
-        # ~1e-7 relative when the objective is ~1e9): scale by 1 / min margin, and if rounding
-        # leaves a hair below 1, overshoot by the deficit. (Measured: dropping this loop and
-        # leaving the rest to _feasible_network gave 1.3e-7 instead of 1.8e-7 at m = 2000, p = 0.2,
-        # seed 1, but 3.4e-7 instead of 2.6e-7 at p = 0.4 and 2.3e-6 instead of 4.4e-7 at 1e5.)
-        if mn >= 1.0:
-            break
-        U = U * ((1.0 + max(1.0 - mn, 1e-15) * attempt) / mn)
-        marg = margins_extended(sample, kind, bgap, bsign, U)
-        mn = float(marg.min())
-    nrm = np.linalg.norm(U, axis=1)
-    block_objective = float(np.sum(nrm.astype(_LD)))
+    # margins are linear in U: scale U (in long double, no rounding) to min margin 1, round it to
+    # float64 neurons once (patterns.balanced_neurons keeps the products within a fraction of an
+    # ulp), and if that rounding leaves a hair below 1, overshoot by the deficit
+    U = np.asarray(U, dtype=_LD) / _LD(mn)
+    nrm = np.sqrt(np.sum(U * U, axis=1))
+    block_objective = float(np.sum(nrm))
     lower, lam, best_rho = bound
     keep = nrm > 0
     blocks = tuple(
@@ -1525,7 +1536,16 @@ def _result(
         for k, g, s in zip(kind[keep], bgap[keep], bsign[keep], strict=True)
     )
     Uk = U[keep]
-    net, net_margin = _feasible_network(network_from_blocks(list(blocks), Uk), sample)
+    x_scale = float(np.max(np.abs(sample.x)))
+    for attempt in range(8):
+        net = network_from_blocks(list(blocks), Uk, x_scale=x_scale)
+        deficit = 1.0 - float(network_margins_extended(net, sample).min())
+        if deficit <= 0:
+            break
+        Uk = Uk * _LD(1.0 + max(deficit, 1e-16) * (1 + attempt))
+    net, net_margin = _feasible_network(net, sample)
+    block_margin = float(margins_extended(sample, kind[keep], bgap[keep], bsign[keep], Uk).min())
+    Uk = np.asarray(Uk, dtype=float)
     objective = net.objective()
     gap_rel = (objective - lower) / objective if objective > 0 else 0.0
     timings["finish"] = time.perf_counter() - t1
@@ -1556,7 +1576,7 @@ def _result(
         U=Uk,
         conic=None,
     )
-    return result, block_objective, float(marg.min())
+    return result, block_objective, block_margin
 
 
 def solve_global_large(
