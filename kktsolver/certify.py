@@ -305,31 +305,6 @@ class KKTSupport:
         return int(self.live.sum())
 
 
-def _accurate_margins(
-    network: ReLUNetwork, X: np.ndarray, y: np.ndarray, Z: np.ndarray, chunk: int = 2048
-) -> np.ndarray:
-    """y_i N(x_i), recomputed in extended precision where float64 could be off by > 1e-10.
-
-    Large-m optima have neurons with slopes ~1e9 whose contributions cancel to margins ~1, so the
-    float64 sum can be off by ~1e-7 (measured: margin 1 - 6.8e-7 in float64 for a network whose
-    exact margins are >= 1 + 6.0e-8, m = 2000, objective 1.7e9), which would misreport
-    feasibility. Rows whose sum of |terms| times 1e-15 exceeds 1e-10 are recomputed with
-    pre-activations and sum in long double (64-bit mantissa on x86-64), in chunks of rows.
-    """
-    relu = np.maximum(Z, 0.0)
-    margins = y * (relu @ network.v)
-    scale = relu @ np.abs(network.v) + np.abs(Z).max(axis=1, initial=0.0)
-    redo = np.flatnonzero(scale * 1e-15 > 1e-10)
-    if redo.size:
-        ld = np.longdouble
-        W, b, v = network.W.astype(ld), network.b.astype(ld), network.v.astype(ld)
-        for start in range(0, redo.size, chunk):
-            rows = redo[start : start + chunk]
-            Zl = X[rows].astype(ld) @ W.T + b
-            margins[rows] = (y[rows].astype(ld) * (np.maximum(Zl, 0) @ v)).astype(float)
-    return margins
-
-
 def kkt_support(network: ReLUNetwork, dataset: Dataset, tol: CertTolerances) -> KKTSupport:
     """The zero-neuron, active-margin and kink-pair rules of :class:`CertTolerances` applied.
 
@@ -340,7 +315,7 @@ def kkt_support(network: ReLUNetwork, dataset: Dataset, tol: CertTolerances) -> 
     X, y = dataset.X, dataset.y.astype(float)
     Xt = np.column_stack([X, np.ones(dataset.m)])
     Z = network.preactivations(X)
-    margins = _accurate_margins(network, X, y, Z)
+    margins = network.accurate_margins(X, y, Z)
     norm_theta = float(np.linalg.norm(network.theta))
     sizes = np.sqrt(network.v**2 + network.neuron_norms() ** 2)
     live = sizes > tol.zero_neuron * norm_theta

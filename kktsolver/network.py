@@ -121,8 +121,36 @@ class ReLUNetwork:
         return np.maximum(self.preactivations(X), 0.0) @ self.v
 
     def margins(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """y_i N(x_i)."""
+        """y_i N(x_i) in float64 (see :meth:`accurate_margins` for cancelling neurons)."""
         return np.asarray(y, dtype=float) * self(X)
+
+    def accurate_margins(
+        self, X: np.ndarray, y: np.ndarray, Z: np.ndarray | None = None, chunk: int = 2048
+    ) -> np.ndarray:
+        """y_i N(x_i), recomputed in extended precision where float64 could be off by > 1e-10.
+
+        Large-m optima have neurons with slopes ~1e9 whose contributions cancel to margins ~1, so
+        the float64 sum can be off by ~1e-6 (measured: margin 1 - 6.8e-7 in float64 for a network
+        whose exact margins are >= 1 + 6.0e-8, m = 2000, objective 1.7e9). Rows whose sum of
+        |terms| times 1e-15 exceeds 1e-10 are recomputed with pre-activations and sum in long
+        double (64-bit mantissa on x86-64), in chunks of rows. ``Z``: the float64
+        pre-activations, if the caller has them.
+        """
+        X = self._check_inputs(X)
+        y = np.asarray(y, dtype=float)
+        Z = self.preactivations(X) if Z is None else Z
+        relu = np.maximum(Z, 0.0)
+        margins = y * (relu @ self.v)
+        scale = relu @ np.abs(self.v) + np.abs(Z).max(axis=1, initial=0.0)
+        redo = np.flatnonzero(scale * 1e-15 > 1e-10)
+        if redo.size:
+            ld = np.longdouble
+            W, b, v = self.W.astype(ld), self.b.astype(ld), self.v.astype(ld)
+            for start in range(0, redo.size, chunk):
+                rows = redo[start : start + chunk]
+                Zl = X[rows].astype(ld) @ W.T + b
+                margins[rows] = (y[rows].astype(ld) * (np.maximum(Zl, 0) @ v)).astype(float)
+        return margins
 
     # ------------------------------------------------------------------ transformations
     def neuron_norms(self) -> np.ndarray:
