@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kktsolver.data import noisy_constant_1d
-from kktsolver.kkt_newton import chain_kkt_newton
+from kktsolver.kkt_newton import WorkBudget, chain_kkt_newton
 from kktsolver.network import PiecewiseLinear
 from kktsolver.patterns import SortedSample
 from kktsolver.scale import _r_values, solve_global_large
@@ -80,3 +80,33 @@ def test_newton_point_is_a_kkt_point(m, p, seed):
     cost = float(np.sum(np.abs(point.d) * np.hypot(1, point.t)))
     assert cost == pytest.approx(lam.sum(), rel=1e-9)
     assert cost == pytest.approx(res.objective, rel=1e-8)
+
+
+def test_work_budget_is_deterministic_and_respected():
+    # the stage's cap is counted work (iterations x unknowns), so repeated runs agree exactly
+    # whatever the machine load, and no iteration starts once the budget is spent
+    ds = noisy_constant_1d(300, 0.2, seed=3)
+    sample = SortedSample.from_dataset(ds)
+    res = solve_global_large(ds)
+    lam = res.multipliers[sample.order]
+    support = np.flatnonzero(lam > 1e-9 * lam.max())
+    pl = res.network.piecewise_linear()
+    args = (
+        sample.x,
+        sample.y,
+        support,
+        _r_values(sample, lam)[support],
+        pl.kinks,
+        pl.slope_changes,
+        pl.slope(sample.x[support]),
+    )
+    runs = []
+    for _ in range(2):
+        work = WorkBudget(float("inf"))
+        runs.append((chain_kkt_newton(*args, work=work), work.used))
+    (p1, u1), (p2, u2) = runs
+    assert p1 is not None and p1.converged and u1 > 0
+    assert u1 == u2 and np.array_equal(p1.t, p2.t) and np.array_equal(p1.d, p2.d)
+    # a spent budget: no Newton iteration at all, so no point
+    none = WorkBudget(0.0)
+    assert chain_kkt_newton(*args, work=none) is None and none.used == 0

@@ -13,6 +13,7 @@ from kktsolver.global_solver import GlobalResult
 from kktsolver.patterns import SortedSample, all_blocks, rho
 from kktsolver.scale import (
     ScaleTolerances,
+    _exact_support_values,
     _linearize_dual,
     chain_master,
     margins_extended,
@@ -297,3 +298,48 @@ def test_bad_inputs_raise_input_error():
         ScaleTolerances(support=float("nan"))
     with pytest.raises(InputError, match="ScaleTolerances.cut_rounds"):
         ScaleTolerances(cut_rounds=0)
+
+
+def test_exact_support_values_restores_the_value_equations():
+    # giant cancelling slope changes (|d| ~ 1e9, the m = 2000 floor cases): a relative error of
+    # 1e-13 in d moves the values by ~1e-4; the refinement must bring f(x_j) back to the targets,
+    # judged in exact rational arithmetic of its own long double output
+    from fractions import Fraction
+
+    rng = np.random.default_rng(7)
+    x = np.sort(rng.uniform(0, 1, 60))
+    t = np.sort(rng.uniform(0.05, 0.95, 25))
+    d = rng.choice([-1.0, 1.0], 25) * 10.0 ** rng.uniform(3, 9, 25)
+    L0 = np.array([0.3, -0.2])
+    support = np.arange(0, 60, 2)
+
+    def exact(v):  # float64 or long double scalar, exactly
+        return Fraction(*v.as_integer_ratio())
+
+    def f_exact(tk, dk, L, xj):
+        xj = exact(xj)
+        out = exact(L[0]) * xj + exact(L[1])
+        for tt, dd in zip(tk, dk, strict=True):
+            if xj > exact(tt):
+                out += exact(dd) * (xj - exact(tt))
+        return out
+
+    target = [f_exact(t, d, L0, xj) for xj in x[support]]
+    y = np.array([float(v) for v in target])  # the targets, rounded: what the function receives
+    d_bad = d * (1 + 1e-13 * rng.standard_normal(25))
+    before = max(
+        abs(f_exact(t, d_bad, L0, xj) - Fraction(yj)) for xj, yj in zip(x[support], y, strict=True)
+    )
+    yy = np.zeros(60)
+    yy[support] = y
+    dk, L = _exact_support_values(x, yy, support, t, d_bad, L0)
+    after = max(
+        abs(f_exact(t, dk, L, xj) - Fraction(yj)) for xj, yj in zip(x[support], y, strict=True)
+    )
+    assert before > 1e-5  # the perturbation is visible (~1e-13 of sums up to 1e10)
+    # the long double evaluation floor: prefix sums up to ~1e10 at eps 5.4e-20, a few 1e-9
+    assert after <= 1e-7
+    # a least-norm correction of ~1e-4 in the values: the slope changes keep their signs and
+    # move by far less than their size (1e3 .. 1e9)
+    assert np.all(np.sign(np.asarray(dk, dtype=float)) == np.sign(d))
+    assert np.max(np.abs(np.asarray(dk, dtype=float) - d_bad)) < 1e-2
