@@ -125,8 +125,9 @@ class NewtonPoint:
 
     @property
     def function(self) -> PiecewiseLinear:
-        """f = L0[0] x + L0[1] + sum_k d_k relu(x - t_k)."""
-        return PiecewiseLinear.from_kinks(self.t, self.d, self.L0)
+        """f = L0[0] x + L0[1] + sum_k d_k relu(x - t_k), evaluated in extended precision (float64
+        read margins 1 - 8e-7 for 1 on 1000 points in clusters of width 1e-4, objective 5e10)."""
+        return PiecewiseLinear.from_kinks(self.t, self.d, self.L0, dtype=np.longdouble)
 
 
 def _interval_lines(xa: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -318,14 +318,20 @@ class PiecewiseLinear:
 
     @classmethod
     def from_kinks(
-        cls, kinks: np.ndarray, slope_changes: np.ndarray, left: np.ndarray
+        cls, kinks: np.ndarray, slope_changes: np.ndarray, left: np.ndarray, dtype: type = float
     ) -> PiecewiseLinear:
         """f(x) = left[0] x + left[1] + sum_k slope_changes[k] relu(x - kinks[k]), kinks sorted:
-        slopes and intercepts are cumulative sums of d_k and -d_k t_k."""
-        t = np.asarray(kinks, dtype=float)
-        d = np.asarray(slope_changes, dtype=float)
-        slopes = float(left[0]) + np.concatenate([[0.0], np.cumsum(d)])
-        intercepts = float(left[1]) - np.concatenate([[0.0], np.cumsum(d * t)])
+        slopes and intercepts are cumulative sums of d_k and -d_k t_k.
+
+        ``dtype`` np.longdouble keeps slopes and intercepts (and so every evaluation) in extended
+        precision: with |d_k| ~ 1e9 .. 1e10 the float64 sums cancel to values ~1 with errors
+        ~1e-6, which read as violated margins.
+        """
+        t = np.asarray(kinks, dtype=dtype)
+        d = np.asarray(slope_changes, dtype=dtype)
+        zero = np.zeros(1, dtype=dtype)
+        slopes = dtype(left[0]) + np.concatenate([zero, np.cumsum(d)])
+        intercepts = dtype(left[1]) - np.concatenate([zero, np.cumsum(d * t)])
         return cls(t, slopes, intercepts)
 
     @property
