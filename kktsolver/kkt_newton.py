@@ -125,8 +125,9 @@ class NewtonPoint:
 
     @property
     def function(self) -> PiecewiseLinear:
-        """f = L0[0] x + L0[1] + sum_k d_k relu(x - t_k), evaluated in extended precision (float64
-        read margins 1 - 8e-7 for 1 on 1000 points in clusters of width 1e-4, objective 5e10)."""
+        """f = L0[0] x + L0[1] + sum_k d_k relu(x - t_k), evaluated in extended precision: float64
+        errs by ~eps sum |d_k|, up to ~1e-6 at objective 5e10, the size of the margin violations
+        the repairs look for."""
         return PiecewiseLinear.from_kinks(self.t, self.d, self.L0, dtype=np.longdouble)
 
 
@@ -454,8 +455,8 @@ def dual_violations(
     ``slack`` 1e-9 leaves m = 2000, p = 0.1, seed 0 at certify residual 1.1e-6 (1e-12: 1.9e-9).
     ``lam_slack`` 1e-12 made the repairs cycle (m = 1e4, and m = 2000, p = 0.2, seed 1: one
     lambda between -1e-9 and -1e-12 of max lambda against |R| / w > 1 + 1e-12 on two intervals
-    next to it; removing the point brings them back); 1e-9 gives the latter a stationary point at
-    gap 9.0e-9.
+    next to it; removing the point brings them back); 1e-9 gives the latter a stationary point
+    (gap 9.0e-9 then, 3.9e-9 after the rounding changes of docs/scale.md, session 4).
     """
     xa, R = x[point.support], point.R
     A, B, tan = _interval_lines(xa, R)

@@ -103,7 +103,8 @@ class ScaleTolerances:
     newton_work_large : float
         The same budget above ``generation_limit`` points, where the stage's time counts against
         the 1e4-in-seconds target and ``certify`` cannot judge the result in reasonable time
-        (it took > 15 minutes at m = 1e4): the stage then stops after about one structure solve.
+        (it ran more than 14 minutes at m = 1e4): the stage then stops after about one structure
+        solve.
     """
 
     price: float = 1e-9
@@ -1636,9 +1637,9 @@ def _result(
     mn = float(marg.min())
     if not mn > 0:
         raise SolverError(f"the block solution does not separate the data (min margin {mn:.3g})")
-    # margins are linear in U: scale U (in long double, no rounding) to min margin 1, round it to
-    # float64 neurons once (patterns.balanced_neurons keeps the products within a fraction of an
-    # ulp), and if that rounding leaves a hair below 1, overshoot by the deficit
+    # margins are linear in U: scale U (in long double, no rounding) to min margin 1, then round
+    # it to float64 neurons (patterns.balanced_neurons keeps the products within a fraction of an
+    # ulp) at the cheapest scaling that stays feasible (_rounded_feasible)
     U = np.asarray(U, dtype=_LD) / _LD(mn)
     nrm = np.sqrt(np.sum(U * U, axis=1))
     block_objective = float(np.sum(nrm))
