@@ -15,7 +15,8 @@ Every verdict but ``infeasible`` and ``not_kkt`` is a KKT point (stationarity wi
     ||theta - sum_i lambda_i h_i||_2 / ||theta||_2 > ``stationarity``, where lambda_i >= 0 may be
     nonzero only on points with margin <= 1 + ``active`` and mu_ij in [0, lambda_i] exists only
     where neuron j's kink is within ``kink`` of data point i (:func:`kink_pairs`). The LP
-    (HiGHS) minimises the L1 residual and is then polished by active-set least squares; when the
+    (HiGHS) minimises the L1 residual and is then polished by active-set least squares with
+    iterative refinement; residuals are evaluated in long double (:func:`_residual`); when the
     L2 residual is still above tolerance but the L1 optimum does not prove that every L2 residual
     is (L2 >= L1 / sqrt(n (d + 2))), the L2 problem is solved too, so the verdict does not hinge
     on the norm. A ``not_kkt`` network can still be ``near_global`` (its value certified within
@@ -328,8 +329,12 @@ def kkt_support(network: ReLUNetwork, dataset: Dataset, tol: CertTolerances) -> 
 class _System:
     """Scaled linear KKT system  A_lam lam' + A_mu mu' + r = theta / ||theta||  (MATH.md section 2).
 
-    Unknowns are scaled, lam_i = c_i lam'_i and mu_ij = c_i mu'_ij, so every column has unit size
-    and the LP is well conditioned whatever the scale of theta.
+    Unknowns are scaled, lam_i = c_i lam'_i and mu_ij = c_i mu'_ij, so every column has about unit
+    size and the LP is well conditioned whatever the scale of theta. The scales are powers of two,
+    so lam = c lam' is exact in both directions and the reported multipliers are the solved ones.
+    ``A_ld``, ``M_ld``, ``theta_ld``: the same system unscaled in long double (64-bit mantissa),
+    in which :func:`_residual` evaluates r: near-optimal networks of large m have multipliers
+    ~1e9 whose terms cancel to O(1), so a float64 evaluation of r errs by ~1e-7 relative.
     """
 
     A_lam: sparse.csr_matrix  # (N, na)
@@ -340,9 +345,18 @@ class _System:
     # (P,) column of lam' that bounds each mu' (-1: point not active, so lambda_i = 0)
     pair_col: np.ndarray
     sigma: np.ndarray  # (P,) s_j y_i
-    c: np.ndarray  # (na,) column scales of lambda
-    cmu: np.ndarray  # (P,) column scales of mu
+    c: np.ndarray  # (na,) column scales of lambda (powers of two)
+    cmu: np.ndarray  # (P,) column scales of mu (powers of two)
     norm_theta: float
+    A_ld: sparse.csr_matrix  # (N, na) unscaled h_i, long double
+    M_ld: sparse.csr_matrix  # (N, P) unscaled kink columns, long double
+    theta_ld: np.ndarray  # (N,) theta in row order, long double
+
+
+def _pow2_scale(num: float, den: np.ndarray) -> np.ndarray:
+    """2^round(log2(num / den)) where den > 0, else 1: an exact, roughly normalising scale."""
+    safe = np.where(den > 0, den, num)
+    return np.where(den > 0, np.exp2(np.round(np.log2(num / safe))), 1.0)
 
 
 def _build_system(
@@ -357,83 +371,75 @@ def _build_system(
 
     Rows: v_j (j = 1..n), then (w_j, b_j) neuron by neuron. Column i (active point): h_i, i.e.
     y_i relu(z_ij) in row v_j and y_i v_j x~_i in the rows of (w_j, b_j) when z_ij > 0 off the
-    kink pairs. Column p (kink pair (i, j)): y_i v_j x~_i in the rows of (w_j, b_j).
+    kink pairs. Column p (kink pair (i, j)): y_i v_j x~_i in the rows of (w_j, b_j). Which entries
+    are nonzero is decided on the float64 z_ij (as everywhere else); their values are computed in
+    long double (z_ij of a neuron with |(w_j, b_j)| ~ 3e4 loses ~1e-12 absolute in float64, which
+    multipliers ~1e9 turn into a ~1e-7 relative residual).
     """
+    LD = np.longdouble
     n, d1 = net.n, Xt.shape[1]
     N = n * (1 + d1)
+    na = active.size
     norm_theta = float(np.linalg.norm(net.theta))
     is_pair = np.zeros(Z.shape, dtype=bool)
     if pairs.size:
         is_pair[pairs[:, 0], pairs[:, 1]] = True
-    rows, cols, vals = [], [], []
-    pos = {int(i): k for k, i in enumerate(active)}
-    for k, i in enumerate(active):
-        # h_i: v-part y_i relu(z_ij); (w_j, b_j)-part y_i v_j [z_ij > 0] x~_i (kinks go through mu)
-        rz = np.maximum(Z[i], 0.0)
-        jv = np.flatnonzero(rz)
-        rows.append(jv), cols.append(np.full(jv.size, k)), vals.append(y[i] * rz[jv])
-        on = np.flatnonzero((Z[i] > 0) & ~is_pair[i] & (net.v != 0))
-        r = (n + on[:, None] * d1 + np.arange(d1)[None, :]).ravel()
-        rows.append(r), cols.append(np.full(r.size, k))
-        vals.append((y[i] * net.v[on][:, None] * Xt[i][None, :]).ravel())
-    A = sparse.csc_matrix(
-        (
-            np.concatenate(vals) if vals else [],
-            (np.concatenate(rows) if rows else [], np.concatenate(cols) if cols else []),
-        ),
-        shape=(N, active.size),
-    )
+    v_ld = net.v.astype(LD)
+    Xa = Xt[active].astype(LD)
+    ya = y[active]
+    pos = Z[active] > 0
+    # v rows: y_i relu(z_ij), z_ij recomputed in long double from the float data and weights
+    kv, jv = np.nonzero(pos)
+    zl = (Xa[kv] * np.column_stack([net.W, net.b])[jv].astype(LD)).sum(axis=1)
+    vals_v = ya[kv] * np.maximum(zl, 0)
+    # (w_j, b_j) rows: y_i v_j x~_i where z_ij > 0 off the kink pairs (kinks go through mu)
+    kw, jw = np.nonzero(pos & ~is_pair[active] & (net.v != 0)[None, :])
+    rows_w = (n + jw[:, None] * d1 + np.arange(d1)[None, :]).ravel()
+    vals_w = ((ya[kw] * v_ld[jw])[:, None] * Xa[kw]).ravel()
+    rows = np.concatenate([jv, rows_w])
+    cols = np.concatenate([kv, np.repeat(kw, d1)])
+    vals = np.concatenate([vals_v, vals_w])
+    A_ld = sparse.csr_matrix((vals, (rows, cols)), shape=(N, na), dtype=LD)
     P = pairs.shape[0]
-    mrows, mcols, mvals = [], [], []
-    for p, (i, j) in enumerate(pairs):
-        mrows.append(n + j * d1 + np.arange(d1))
-        mcols.append(np.full(d1, p))
-        mvals.append(y[i] * net.v[j] * Xt[i])
-    M = sparse.csc_matrix(
-        (
-            np.concatenate(mvals) if P else [],
-            (np.concatenate(mrows) if P else [], np.concatenate(mcols) if P else []),
-        ),
-        shape=(N, P),
-    )
+    pi, pj = (pairs[:, 0], pairs[:, 1]) if P else (np.zeros(0, int), np.zeros(0, int))
+    mrows = (n + pj[:, None] * d1 + np.arange(d1)[None, :]).ravel()
+    mvals = ((y[pi] * v_ld[pj])[:, None] * Xt[pi].astype(LD)).ravel()
+    M_ld = sparse.csr_matrix((mvals, (mrows, np.repeat(np.arange(P), d1))), shape=(N, P), dtype=LD)
     # column scale: the size of h_i (strict part plus its kink columns) relative to ||theta||
-    colnorm = np.sqrt(np.asarray(A.multiply(A).sum(axis=0)).ravel())
-    pair_col = (
-        np.array([pos.get(int(i), -1) for i in pairs[:, 0]], dtype=int)
-        if P
-        else np.zeros(0, dtype=int)
-    )
-    mn = np.sqrt(np.asarray(M.multiply(M).sum(axis=0)).ravel()) if P else np.zeros(0)
-    if P:
-        on = pair_col >= 0
-        np.maximum.at(colnorm, pair_col[on], mn[on])
-    c = np.where(colnorm > 0, norm_theta / np.where(colnorm > 0, colnorm, 1.0), 1.0)
+    vf = vals.astype(float)
+    colnorm = np.sqrt(np.bincount(cols, weights=vf * vf, minlength=na))
+    pos_of = {int(i): k for k, i in enumerate(active)}
+    pair_col = np.array([pos_of.get(int(i), -1) for i in pi], dtype=int)
+    mf = mvals.astype(float)
+    mn = np.sqrt(np.bincount(np.repeat(np.arange(P), d1), weights=mf * mf, minlength=P))
+    on = pair_col >= 0
+    np.maximum.at(colnorm, pair_col[on], mn[on])
+    c = _pow2_scale(norm_theta, colnorm)
     # mu of a pair is scaled like lambda of its point (so mu' <= lam' keeps its form); pairs on
     # inactive points (lambda_i = 0, only relevant for the adjacent-cell LPs) get their own scale
-    cmu = (
-        np.where(
-            pair_col >= 0,
-            c[np.maximum(pair_col, 0)] if c.size else 1.0,
-            norm_theta / np.where(mn > 0, mn, 1.0),
-        )
-        if P
-        else np.zeros(0)
+    cmu = np.where(on, c[np.maximum(pair_col, 0)] if na else 1.0, _pow2_scale(norm_theta, mn))
+    A_lam = sparse.csr_matrix((vf * c[cols] / norm_theta, (rows, cols)), shape=(N, na), dtype=float)
+    A_mu = sparse.csr_matrix(
+        (mf * np.repeat(cmu, d1) / norm_theta, (mrows, np.repeat(np.arange(P), d1))),
+        shape=(N, P),
+        dtype=float,
     )
-    A_lam = (A @ sparse.diags(c)) / norm_theta
-    A_mu = (M @ sparse.diags(cmu)) / norm_theta if P else M
-    sigma = np.sign(net.v[pairs[:, 1]]) * y[pairs[:, 0]] if P else np.zeros(0)
+    sigma = np.sign(net.v[pj]) * y[pi] if P else np.zeros(0)
     theta = np.concatenate([net.v, np.column_stack([net.W, net.b]).ravel()])
     return _System(
-        sparse.csr_matrix(A_lam),
-        sparse.csr_matrix(A_mu),
+        A_lam,
+        A_mu,
         theta / norm_theta,
         active,
         pairs,
         pair_col,
         sigma,
         c,
-        cmu,
+        cmu.astype(float),
         norm_theta,
+        A_ld,
+        M_ld,
+        theta.astype(LD),
     )
 
 
@@ -478,7 +484,13 @@ def _mode_rows(sys_: _System, modes: np.ndarray) -> tuple[sparse.csr_matrix, np.
 
 
 def _solve_lp(sys_: _System, modes: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """min ||r||_1 over the KKT system with the given pair modes: (lam', mu', scaled ||r||_1)."""
+    """min ||r||_1 over the KKT system with the given pair modes: (lam', mu', scaled ||r||_1).
+
+    The float64 matrix has entries rounded to 2^-53 relative, which multipliers ~1e9 that cancel
+    turn into row errors ~1e-7: the LP is then optimal only for a perturbed system (measured at
+    m = 2000: its own L1 9.2e-7, the true one 2.3e-6; HiGHS tolerances of 1e-10 give the same
+    point). :func:`_polish` corrects it with long-double residuals.
+    """
     N, na = sys_.A_lam.shape
     P = sys_.pairs.shape[0]
     I = sparse.identity(N, format="csr")
@@ -503,8 +515,18 @@ def _solve_lp(sys_: _System, modes: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 
 def _residual(sys_: _System, lam_s: np.ndarray, mu_s: np.ndarray) -> np.ndarray:
-    """Scaled residual r = theta/||theta|| - A_lam lam' - A_mu mu' (times ||theta||: absolute)."""
-    return sys_.rhs - sys_.A_lam @ lam_s - (sys_.A_mu @ mu_s if mu_s.size else 0.0)
+    """Scaled residual r = (theta - A lam - M mu) / ||theta||, lam = c lam', mu = cmu mu'.
+
+    Evaluated in long double on the unscaled system (c, cmu are powers of two, so lam and mu are
+    exactly the multipliers certify reports) and rounded to float64 at the end: with lambda ~1e9
+    cancelling to O(1) a float64 evaluation errs by ~1e-7 relative (MATH.md section 5).
+    """
+    LD = np.longdouble
+    lam = (sys_.c * np.asarray(lam_s, dtype=float)).astype(LD)
+    r = sys_.theta_ld - sys_.A_ld @ lam
+    if mu_s.size:
+        r = r - sys_.M_ld @ (sys_.cmu * np.asarray(mu_s, dtype=float)).astype(LD)
+    return (r / LD(sys_.norm_theta)).astype(float)
 
 
 def _pair_bounds(
@@ -531,96 +553,207 @@ def _project(sys_: _System, modes: np.ndarray, lam_s: np.ndarray, mu_s: np.ndarr
     return lam_s, np.minimum(np.maximum(mu_s, lo), hi)
 
 
-def _polish(
-    sys_: _System, modes: np.ndarray, lam_s: np.ndarray, mu_s: np.ndarray, rounds: int = 8
+def _pair_kinds(
+    sys_: _System, modes: np.ndarray, lam_free: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Active-set least squares from an LP solution (MATH.md section 5, "polishing").
+    """Kind of each mu' bound of :func:`_pair_bounds`: 0 none, 1 the constant 0, 2 lam'_i.
 
-    The LP is only accurate to HiGHS's tolerances (~1e-7). Keep its support: lam'_i > 0, and each
-    mu' either at a bound (0 or lam'_i: tied to its lam column) or free; solve the equality system
-    on that support by least squares; drop variables that leave their bounds and repeat.
+    A bound lam'_i whose lam'_i is fixed at 0 (or whose point is inactive) is the constant 0.
+    """
+    col = sys_.pair_col
+    P = col.size
+    has = (col >= 0) & (lam_free[np.maximum(col, 0)] if lam_free.size else False)
+    lam_kind = np.where(has, 2, 1)
+    lo, hi = np.zeros(P, dtype=int), np.zeros(P, dtype=int)
+    pos = sys_.sigma > 0
+    clarke, excl, incl = modes == 0, modes == 1, modes == 2
+    lo[clarke], hi[clarke] = 1, lam_kind[clarke]
+    hi[excl & pos], lo[excl & ~pos] = 1, 1
+    lo[incl & pos], hi[incl & ~pos] = lam_kind[incl & pos], lam_kind[incl & ~pos]
+    return lo, hi
+
+
+def _max_step(
+    lam: np.ndarray,
+    mu: np.ndarray,
+    dl: np.ndarray,
+    dm: np.ndarray,
+    free_lam: np.ndarray,
+    free_p: np.ndarray,
+    kinds: tuple[np.ndarray, np.ndarray],
+    col: np.ndarray,
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """Largest alpha in [0, 1] keeping lam' + alpha dl, mu' + alpha dm feasible.
+
+    Returns alpha and the blocking variables: lam indices, pair indices hitting their lower bound,
+    pair indices hitting their upper bound (empty when alpha = 1 is feasible).
+    """
+    colc = np.maximum(col, 0)
+    lcol = lam[colc] if lam.size else np.zeros(col.size)
+    dcol = dl[colc] if dl.size else np.zeros(col.size)
+    steps, owners = [], []
+    neg = free_lam & (dl < 0)
+    steps.append(lam[neg] / -dl[neg])
+    owners.append(("lam", np.flatnonzero(neg)))
+    for side, kind in (("lo", kinds[0]), ("hi", kinds[1])):
+        # g(x) >= 0 with g = mu - bound (lower) or bound - mu (upper); bound = 0 or lam'_i
+        bound = np.where(kind == 2, lcol, 0.0)
+        dbound = np.where(kind == 2, dcol, 0.0)
+        g, dg = (mu - bound, dm - dbound) if side == "lo" else (bound - mu, dbound - dm)
+        sel = free_p & (kind > 0) & (dg < 0)
+        steps.append(np.maximum(g[sel], 0.0) / -dg[sel])
+        owners.append((side, np.flatnonzero(sel)))
+    allsteps = np.concatenate(steps)
+    alpha = float(min(1.0, allsteps.min(initial=np.inf)))
+    if alpha >= 1.0:
+        empty = np.zeros(0, dtype=int)
+        return 1.0, empty, empty, empty
+    hit = [
+        idx[st <= alpha * (1 + 1e-12) + 1e-300] for st, (_, idx) in zip(steps, owners, strict=True)
+    ]
+    return alpha, hit[0], hit[1], hit[2]
+
+
+def _polish(
+    sys_: _System,
+    modes: np.ndarray,
+    lam_s: np.ndarray,
+    mu_s: np.ndarray,
+    rounds: int = 8,
+    refine: int = 6,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Active-set least squares with iterative refinement, from an LP solution (MATH.md section 5).
+
+    The LP is optimal only for its rounded float64 system (:func:`_solve_lp`). Keep its support
+    lam'_i > 0 (relative to 1e-13 max lam'), but start every mu' free (the LP's bound choices for
+    mu' come from the rounded system). On that support, minimise ||r||_2 by iterative
+    refinement: r is evaluated in long double (:func:`_residual`) and the correction
+    min ||r - B dz|| solved with one factorisation of B (:func:`_ls_solver`), until r stops
+    halving. A correction that would leave the bounds
+    is cut at the first bound it meets (Lawson-Hanson), the blocking variables are fixed there
+    (lam' = 0; mu' = 0 or tied) and B is refactorised; at most ``rounds`` factorisations.
+    Why refinement: B is ill-conditioned when opposite-label points are very close (gaps 2.5e-9
+    give cond ~3e9; the multipliers of the pair are ~1e9 and cancel), so one solve in float64
+    stops at ~1e-7, while each refinement step gains ~cond * 2^-53 of the remaining residual.
     """
     na, P = lam_s.size, mu_s.size
-    eps = 1e-6 * max(1.0, float(np.max(np.abs(lam_s), initial=0.0)))
-    lam_free = lam_s > eps
-    lo, hi = _pair_bounds(sys_, modes, lam_s)
-    # pair state: 0 = fixed at 0, 1 = tied to lam_i (mu = lam_i), 2 = free
-    state = np.full(P, 2, dtype=int)
     col = sys_.pair_col
-    for p in range(P):
-        if abs(mu_s[p]) <= eps and (lo[p] == 0 or hi[p] == 0):
-            state[p] = 0
-        elif (
-            col[p] >= 0
-            and abs(mu_s[p] - lam_s[col[p]]) <= eps
-            and (lo[p] == lam_s[col[p]] or hi[p] == lam_s[col[p]])
-        ):
-            state[p] = 1
+    colc = np.maximum(col, 0)
+    lam = np.maximum(np.asarray(lam_s, dtype=float), 0.0)
+    mu = np.asarray(mu_s, dtype=float).copy()
+    # support: lam' clearly above 0 (the old 1e-6 max lam' dropped 248 needed multipliers
+    # ranging down to 6e-10 max lam' at m = 2000)
+    lam_free = lam > 1e-13 * float(np.max(lam, initial=0.0))
+    # every mu' starts free: the LP's choice of which mu' sit on a bound is made on its rounded
+    # system, and freezing it stalled the polish at 1.3e-6 (m = 2000, p = 0.4; all free: 2.9e-8)
+    state = np.full(P, 2, dtype=int)  # 0 = fixed at 0, 1 = tied to lam_i (mu = lam_i), 2 = free
     A_lam, A_mu = sys_.A_lam.tocsc(), sys_.A_mu.tocsc()
     for _ in range(rounds):
-        state[(state == 1) & ~np.isin(col, np.flatnonzero(lam_free))] = 0
-        tied_p = np.flatnonzero(state == 1)
+        lo_k, hi_k = _pair_kinds(sys_, modes, lam_free)
+        state[(state == 1) & (lo_k != 2) & (hi_k != 2)] = 0  # tied to a lam that left
+        state[(lo_k == 1) & (hi_k == 1)] = 0  # 0 <= mu <= 0
+        lam[~lam_free] = 0.0
+        tied = state == 1
+        mu[state == 0] = 0.0
+        mu[tied] = lam[col[tied]]
+        tied_p = np.flatnonzero(tied)
         # a tied mu = lam_i adds its column to lam_i's: B = A_lam + A_mu T
         T = sparse.csc_matrix((np.ones(tied_p.size), (tied_p, col[tied_p])), shape=(P, na))
         B = (A_lam + A_mu @ T) if P else A_lam
-        fp = np.flatnonzero(state == 2)
-        if not lam_free.any() and not fp.size:
-            return np.zeros(na), np.zeros(P)
-        sol = _lstsq(
-            sparse.hstack([B[:, np.flatnonzero(lam_free)], A_mu[:, fp]], format="csc"), sys_.rhs
-        )
-        lam = np.zeros(na)
-        lam[lam_free] = sol[: lam_free.sum()]
-        mu = np.zeros(P)
-        mu[fp] = sol[lam_free.sum() :]
-        tied = state == 1
-        mu[tied] = lam[col[tied]]
-        lo, hi = _pair_bounds(sys_, modes, lam)
-        bad_lam = lam_free & (lam < 0)
-        bad_lo, bad_hi = (state == 2) & (mu < lo), (state == 2) & (mu > hi)
-        if not (bad_lam.any() or bad_lo.any() or bad_hi.any()):
-            return lam, mu
-        lam_free &= ~bad_lam
-        for p in np.flatnonzero(bad_lo | bad_hi):
-            bound = lo[p] if bad_lo[p] else hi[p]
-            state[p] = 0 if bound == 0 or col[p] < 0 else 1
-    return _project(sys_, modes, lam, mu)
+        fl, fp = np.flatnonzero(lam_free), np.flatnonzero(state == 2)
+        if not fl.size and not fp.size:
+            break
+        solve = _ls_solver(sparse.hstack([B[:, fl], A_mu[:, fp]], format="csc"))
+        r = _residual(sys_, lam, mu)
+        rn = float(np.linalg.norm(r))
+        changed = False
+        for _ in range(refine):
+            if rn == 0.0:
+                break
+            dz = solve(r)
+            dl, dm = np.zeros(na), np.zeros(P)
+            dl[fl], dm[fp] = dz[: fl.size], dz[fl.size :]
+            dm[tied] = dl[col[tied]]
+            alpha, h_lam, h_lo, h_hi = _max_step(
+                lam, mu, dl, dm, lam_free, state == 2, (lo_k, hi_k), col
+            )
+            lam_n, mu_n = lam + alpha * dl, mu + alpha * dm
+            lam_n[h_lam] = 0.0
+            for idx, kind in ((h_lo, lo_k), (h_hi, hi_k)):  # snap onto the bound met
+                mu_n[idx] = np.where(kind[idx] == 2, lam_n[colc[idx]], 0.0)
+            r_n = _residual(sys_, lam_n, mu_n)
+            rn_n = float(np.linalg.norm(r_n))
+            hits = h_lam.size + h_lo.size + h_hi.size > 0
+            if rn_n >= rn and not hits:  # refinement has converged
+                break
+            lam, mu, r, rn_old, rn = lam_n, mu_n, r_n, rn, rn_n
+            if hits:
+                lam_free[h_lam] = False
+                for idx, kind in ((h_lo, lo_k), (h_hi, hi_k)):
+                    state[idx] = np.where(kind[idx] == 2, 1, 0)
+                changed = True
+                break
+            if rn > 0.5 * rn_old:  # less than a halving: the rounding floor is reached
+                break
+        if not changed:
+            break
+    return lam, mu
 
 
-_DENSE_LSTSQ = 200_000  # entries of the polish system below which dense LAPACK is used
+_DENSE_QR = 8_000_000  # entries of the polish system up to which dense pivoted QR is used
 
 
-def _lstsq(A: sparse.csc_matrix, b: np.ndarray, refine: int = 2) -> np.ndarray:
-    """argmin ||A x - b||_2: dense SVD when small, else sparse normal equations with refinement.
+def _ls_solver(A: sparse.csc_matrix):
+    """A function b -> argmin ||A x - b||_2, factorising A once (for iterative refinement).
 
-    Large systems (more than ``_DENSE_LSTSQ`` entries): solve A^T A x = A^T b by sparse LU and
-    correct ``refine`` times with the residual of the original system,
-    x += (A^T A)^{-1} A^T (b - A x). At m = 1000 this takes ~1 s where dense LAPACK took 7-19 s on
-    this loaded 2-core machine, with the same residual norm (to 4e-8 relative, the rounding level
-    of r = b - A x for these ill-conditioned systems; an augmented-system LU did no better). It is
-    accepted only if ||A^T r|| <= 1e-5 ||A||_F ||r|| (measured: 1e-9 to 8e-7; the least-squares
-    optimum has A^T r = 0, a failed factorisation does not come close), otherwise the dense
-    rank-revealing solve is used. Callers keep the polished multipliers only
-    if their residual beats the LP's, so a slightly suboptimal x can never worsen a verdict.
+    Up to ``_DENSE_QR`` entries: Householder QR with column pivoting (LAPACK geqp3), rank cut at
+    |R_kk| <= max(N, k) 2^-52 |R_11| (basic solution). It is backward stable whatever cond(A);
+    at m = 2000 (2934 x 1959) it takes a few seconds. Larger systems: sparse LU of the normal
+    equations A^T A (fast, but accurate only while cond(A)^2 2^-53 < 1; the caller's refinement
+    with long-double residuals then recovers what it can). Callers keep the polished multipliers
+    only if their residual beats the LP's, so an inaccurate solve can never worsen a verdict.
     """
-    from scipy.sparse.linalg import norm as spnorm
+    from scipy.linalg import lapack, qr, solve_triangular
     from scipy.sparse.linalg import splu
 
-    if A.shape[0] * A.shape[1] > _DENSE_LSTSQ:
+    N, k = A.shape
+    if N * k <= _DENSE_QR or k == 0:
+        (qr_raw, tau), R, piv = qr(A.toarray(), mode="raw", pivoting=True, check_finite=False)
+        dg = np.abs(np.diag(R))
+        rank = int(np.sum(dg > dg[0] * max(N, k) * np.finfo(float).eps)) if dg.size else 0
+        lwork = max(1, int(lapack.dormqr("L", "T", qr_raw, tau, np.zeros((N, 1)), -1)[1][0]))
+        Rr = R[:rank, :rank]
+
+        def solve(b: np.ndarray) -> np.ndarray:
+            x = np.zeros(k)
+            if rank:
+                qtb, _, info = lapack.dormqr("L", "T", qr_raw, tau, b[:, None].copy(), lwork)
+                x[piv[:rank]] = solve_triangular(Rr, qtb[:rank, 0], check_finite=False)
+            return x
+
+        return solve
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # singular-matrix warnings: the residual decides
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # singular-matrix warnings: handled by the check
-                lu = splu((A.T @ A).tocsc())
-                x = lu.solve(A.T @ b)
-                for _ in range(refine):
-                    x = x + lu.solve(A.T @ (b - A @ x))
-            r = b - A @ x
-            ok = np.linalg.norm(A.T @ r) <= 1e-5 * float(spnorm(A)) * np.linalg.norm(r)
-            if np.all(np.isfinite(x)) and ok:
-                return x
-        except RuntimeError:  # exactly singular A^T A
-            pass
-    return np.linalg.lstsq(A.toarray(), b, rcond=None)[0]
+            lu = splu((A.T @ A).tocsc())
+        except RuntimeError:  # exactly singular A^T A: the dense rank-revealing solve
+            x_of = np.linalg.pinv(A.toarray())
+            return lambda b: x_of @ b
+
+    def solve_ne(b: np.ndarray) -> np.ndarray:
+        x = lu.solve(A.T @ b)
+        return x if np.all(np.isfinite(x)) else np.zeros(k)
+
+    return solve_ne
+
+
+def _polished(
+    sys_: _System, modes: np.ndarray, lam_s: np.ndarray, mu_s: np.ndarray, stat: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`_polish` from (lam', mu') with L2 residual ``stat``; the better of the two points."""
+    lam_p, mu_p = _project(sys_, modes, *_polish(sys_, modes, lam_s, mu_s))
+    stat_p = float(np.linalg.norm(_residual(sys_, lam_p, mu_p)))
+    return (lam_p, mu_p, stat_p) if stat_p < stat else (lam_s, mu_s, stat)
 
 
 def _best_multipliers(
@@ -636,10 +769,12 @@ def _best_multipliers(
     lam_s, mu_s, r1 = _solve_lp(sys_, modes)
     lam_s, mu_s = _project(sys_, modes, lam_s, mu_s)
     stat = float(np.linalg.norm(_residual(sys_, lam_s, mu_s)))
-    lam_p, mu_p = _project(sys_, modes, *_polish(sys_, modes, lam_s, mu_s))
-    stat_p = float(np.linalg.norm(_residual(sys_, lam_p, mu_p)))
-    if stat_p < stat:
-        lam_s, mu_s, stat = lam_p, mu_p, stat_p
+    # Reported multipliers are float64: rounding lam'_i moves r by up to 2^-53 |lam'_i| (unit
+    # columns), so below a few times that the polish cannot gain (measured: 2.9e-8 at m = 2000,
+    # where the same support with long-double multipliers reaches 6e-11) and its QR is skipped.
+    representable = 4 * 2.0**-53 * float(np.max(np.abs(np.r_[lam_s, mu_s]), initial=0.0))
+    if stat > representable:
+        lam_s, mu_s, stat = _polished(sys_, modes, lam_s, mu_s, stat)
     N = sys_.rhs.size
     if stat > stat_tol and r1 / np.sqrt(N) <= stat_tol:
         import cvxpy as cp
@@ -899,8 +1034,18 @@ def _r_dual_bound(
 def _socp_dual_bound(
     sys_: _System, b1: _Blocks1D, net: ReLUNetwork, lam_s: np.ndarray, objective: float
 ) -> tuple[float, float]:
-    """Lower bound from :func:`_max_dual` (Clarabel), rho recomputed by :func:`patterns.rho`."""
-    return _bound_of(b1, _lam_sorted(sys_, b1, _max_dual(sys_, b1, lam_s, objective)))
+    """Lower bound from :func:`_max_dual` (Clarabel), rho recomputed by :func:`patterns.rho`.
+
+    The program does not depend on the reference lam0 (only its numerics do). At multipliers that
+    are already dual optimal to ~1e-10 (max rho_k = 1 to that accuracy) Clarabel can stall
+    ("InsufficientProgress", measured at m = 1000 with the polished KKT multipliers); the retry
+    starts from lam0 (1 - 1e-6), strictly inside the feasible set.
+    """
+    try:
+        lam = _max_dual(sys_, b1, lam_s, objective)
+    except SolverError:
+        lam = _max_dual(sys_, b1, lam_s * (1 - 1e-6), objective)
+    return _bound_of(b1, _lam_sorted(sys_, b1, lam))
 
 
 def _rho_all(sys_: _System, b1: _Blocks1D, lam_s: np.ndarray) -> np.ndarray:

@@ -542,3 +542,63 @@ def test_margins_exact_despite_cancellation():
     margins = kkt_support(net, ds, CertTolerances()).margins
     want = np.array([exact(xi) for xi in x])
     assert np.max(np.abs(margins - want)) <= 1e-9
+
+
+# ----------------------------------------------------------------- huge cancelling neurons
+
+
+def exact_stationarity(net: ReLUNetwork, ds: Dataset, lam: np.ndarray, mu: list) -> float:
+    """||theta - sum_i lambda_i h_i|| / ||theta|| in rationals from MATH.md section 2, for the
+    given float multipliers: h_i has y_i relu(z_ij) in v_j and y_i v_j [z_ij > 0] x~_i in
+    (w_j, b_j), except on the listed kink pairs (i, j), which contribute y_i v_j mu_ij x~_i."""
+    q = lambda t: Fraction(float(t))  # noqa: E731 - every float is a rational
+    x, y = [q(t) for t in ds.X[:, 0]], [int(t) for t in ds.y]
+    v, w, b = [q(t) for t in net.v], [q(t) for t in net.W[:, 0]], [q(t) for t in net.b]
+    lq = [q(t) for t in lam]
+    kink = {(int(i), int(j)): q(val) for i, j, val in mu}
+    num = Fraction(0)
+    for j in range(net.n):
+        rv, rw, rb = v[j], w[j], b[j]
+        for i in range(ds.m):
+            z = w[j] * x[i] + b[j]
+            if z > 0:
+                rv -= lq[i] * y[i] * z
+            coef = kink.get((i, j), lq[i] if z > 0 else Fraction(0)) * y[i] * v[j]
+            rw -= coef * x[i]
+            rb -= coef
+        num += rv * rv + rw * rw + rb * rb
+    den = sum(t * t for t in v + w + b)
+    return float(np.sqrt(float(num / den)))
+
+
+def gap_dataset(m: int, gap: float, seed: int) -> Dataset:
+    """Noisy labels on sorted uniform x plus two opposite-label points ``gap`` apart."""
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.uniform(0, 1, m - 2))
+    y = np.where(rng.uniform(size=m - 2) < 0.2, -1, 1)
+    x0 = 0.5 + 0.01 * rng.uniform()
+    return Dataset(np.r_[x, x0, x0 + gap], np.r_[y, 1, -1])
+
+
+@pytest.mark.parametrize(("m", "seed"), [(100, 0), (300, 2)])
+def test_stationarity_exact_on_huge_cancelling_neurons(m, seed):
+    """A gap of 1e-7 between opposite labels: the optimum (objective ~4.5e7) has neurons of slope
+    ~1e7 whose contributions cancel and multipliers ~2e7 (MATH.md section 5). The residual certify
+    reports must be the true residual of the multipliers it reports (a rational evaluation of the
+    same floats), not a float64 evaluation (which erred by 60 % here, ~2^-53 ||lambda||_1), and it
+    must be no worse than the solver's own multipliers (kktsolver.global_solver.kkt_residual, an
+    upper bound on certify's minimum) up to the float64 representability of lambda ~2e7
+    (2^-53 * 2e7 ~ 2e-9)."""
+    from kktsolver.global_solver import kkt_residual
+    from kktsolver.scale import solve_global_large
+
+    ds = gap_dataset(m, 1e-7, seed)
+    res = solve_global_large(ds)
+    assert res.objective > 1e7  # the regime under test: huge, cancelling neurons
+    cert = certify(res.network, ds)
+    assert cert.verdict == "global_min"
+    truth = exact_stationarity(res.network, ds, cert.multipliers, cert.mu)
+    assert cert.stationarity_residual == pytest.approx(truth, rel=1e-3, abs=1e-13)
+    solver_side = kkt_residual(res.network, ds, res.multipliers)
+    assert truth <= max(solver_side, 0.0) + 2e-9
+    assert truth <= 1e-6
