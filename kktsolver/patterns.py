@@ -193,14 +193,19 @@ def block_directions(blocks: list[Block], sample: SortedSample) -> tuple[np.ndar
 
 
 def _block_sums(blocks: list[Block], sample: SortedSample, weights: np.ndarray) -> np.ndarray:
-    """g_k = sum_{i in A_k} weights_i x~_i for every block, via prefix sums: shape (K, 2)."""
+    """g_k = sum_{i in A_k} weights_i x~_i for every block, via prefix sums: shape (K, 2).
+
+    The prefix sums are long double: with multipliers ~1e9 that cancel to g_k ~ 1, float64 sums
+    err by ~eps sum |lambda| ~ 1e-7, which rho (and the lower bound sum lambda / max rho) would
+    inherit (measured: certify's bound 4.4e-8 below the optimum at m = 2000, objective 1.7e9).
+    """
     m = sample.m
-    c = np.vstack([np.zeros((1, 2)), np.cumsum(weights[:, None] * sample.xt, axis=0)])
-    out = np.empty((len(blocks), 2))
-    for k, blk in enumerate(blocks):
-        sl = blk.active(m)
-        out[k] = c[sl.stop] - c[sl.start]
-    return out
+    ld = np.longdouble
+    terms = np.asarray(weights, dtype=ld)[:, None] * sample.xt.astype(ld)
+    c = np.vstack([np.zeros((1, 2), dtype=ld), np.cumsum(terms, axis=0)])
+    start = np.array([blk.active(m).start for blk in blocks], dtype=int)
+    stop = np.array([blk.active(m).stop for blk in blocks], dtype=int)
+    return np.asarray(c[stop] - c[start], dtype=float).reshape(len(blocks), 2)
 
 
 def rho(

@@ -109,3 +109,31 @@ def test_zero_block_and_simple_block(u):
         assert v[0] == pytest.approx(-np.sqrt(5.0), rel=1e-14)
         assert v[0] * w[0] == pytest.approx(-3.0, rel=1e-15)
         assert v[0] * b[0] == pytest.approx(4.0, rel=1e-15)
+
+
+def test_block_sums_survive_cancelling_multipliers():
+    # g_k = sum_{i in A_k} lambda_i y_i x~_i with lambda ~1e9 on pairs of opposite labels 1e-9
+    # apart: g_k ~ 1 while the prefix sums reach 1e10. rho and the lower bound sum lambda / max rho
+    # inherit any error, so g_k is checked against exact rational sums.
+    from kktsolver.data import Dataset
+    from kktsolver.patterns import SortedSample, _block_sums, all_blocks
+
+    rng = np.random.default_rng(3)
+    base = np.sort(rng.uniform(0.1, 0.9, 20))
+    x = np.sort(np.r_[base, base + 1e-9])
+    y = np.tile([1.0, -1.0], 20)
+    sample = SortedSample.from_dataset(Dataset(x, y))
+    lam = np.repeat(10.0 ** rng.uniform(8, 9.5, 20), 2)  # equal on each pair: they cancel
+    weights = lam * sample.y
+    blocks = all_blocks(sample.m)
+    got = _block_sums(blocks, sample, weights)
+    xs = [Fraction(float(t)) for t in sample.x]
+    wq = [Fraction(float(t)) for t in weights]
+    worst = 0.0
+    for k, blk in enumerate(blocks):
+        idx = range(sample.m)[blk.active(sample.m)]
+        g0 = sum((wq[i] * xs[i] for i in idx), Fraction(0))
+        g1 = sum((wq[i] for i in idx), Fraction(0))
+        worst = max(worst, abs(float(got[k, 0] - g0)), abs(float(got[k, 1] - g1)))
+    # float64 prefix sums err by ~eps * 1e10 ~ 1e-6 here; long double by ~5e-20 * 1e10
+    assert worst <= 1e-8
