@@ -533,14 +533,11 @@ def _pair_bounds(
     sys_: _System, modes: np.ndarray, lam_s: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bounds of each mu' given lam' and the pair modes (see :func:`_mode_rows`)."""
-    P = sys_.pairs.shape[0]
-    li = np.where(sys_.pair_col >= 0, lam_s[np.maximum(sys_.pair_col, 0)] if lam_s.size else 0, 0.0)
-    lo, hi = np.full(P, -np.inf), np.full(P, np.inf)
-    pos = sys_.sigma > 0
-    clarke, excl, incl = modes == 0, modes == 1, modes == 2
-    lo[clarke], hi[clarke] = 0.0, li[clarke]
-    hi[excl & pos], lo[excl & ~pos] = 0.0, 0.0
-    lo[incl & pos], hi[incl & ~pos] = li[incl & pos], li[incl & ~pos]
+    col = sys_.pair_col
+    li = np.where(col >= 0, lam_s[np.maximum(col, 0)] if lam_s.size else 0, 0.0)
+    lo_k, hi_k = _pair_kinds(sys_, modes, np.ones(lam_s.size, dtype=bool))
+    lo = np.where(lo_k == 0, -np.inf, np.where(lo_k == 1, 0.0, li))
+    hi = np.where(hi_k == 0, np.inf, np.where(hi_k == 1, 0.0, li))
     return lo, hi
 
 

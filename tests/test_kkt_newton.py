@@ -12,7 +12,8 @@ from kktsolver.patterns import SortedSample
 from kktsolver.scale import _r_values, solve_global_large
 
 
-def _newton_point(m, p, seed):
+def _newton_inputs(m, p, seed):
+    """(sample, scale-path result, arguments of chain_kkt_newton) from the result's multipliers."""
     ds = noisy_constant_1d(m, p, seed=seed)
     sample = SortedSample.from_dataset(ds)
     res = solve_global_large(ds)
@@ -21,17 +22,21 @@ def _newton_point(m, p, seed):
     pl = res.network.piecewise_linear()
     # the kink form reproduces the network (checked against direct evaluation)
     assert np.allclose(pl(sample.x), res.network(sample.x[:, None]).ravel(), rtol=1e-9, atol=1e-6)
-    sigma = pl.slope(sample.x[support])
-    point = chain_kkt_newton(
+    args = (
         sample.x,
         sample.y,
         support,
         _r_values(sample, lam)[support],
         pl.kinks,
         pl.slope_changes,
-        sigma,
+        pl.slope(sample.x[support]),
     )
-    return sample, res, point
+    return sample, res, args
+
+
+def _newton_point(m, p, seed):
+    sample, res, args = _newton_inputs(m, p, seed)
+    return sample, res, chain_kkt_newton(*args)
 
 
 def test_piecewise_from_kinks_matches_relu_sum():
@@ -85,21 +90,7 @@ def test_newton_point_is_a_kkt_point(m, p, seed):
 def test_work_budget_is_deterministic_and_respected():
     # the stage's cap is counted work (iterations x unknowns), so repeated runs agree exactly
     # whatever the machine load, and no iteration starts once the budget is spent
-    ds = noisy_constant_1d(300, 0.2, seed=3)
-    sample = SortedSample.from_dataset(ds)
-    res = solve_global_large(ds)
-    lam = res.multipliers[sample.order]
-    support = np.flatnonzero(lam > 1e-9 * lam.max())
-    pl = res.network.piecewise_linear()
-    args = (
-        sample.x,
-        sample.y,
-        support,
-        _r_values(sample, lam)[support],
-        pl.kinks,
-        pl.slope_changes,
-        pl.slope(sample.x[support]),
-    )
+    _, _, args = _newton_inputs(300, 0.2, 3)
     runs = []
     for _ in range(2):
         work = WorkBudget(float("inf"))
