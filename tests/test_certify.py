@@ -602,3 +602,23 @@ def test_stationarity_exact_on_huge_cancelling_neurons(m, seed):
     solver_side = kkt_residual(res.network, ds, res.multipliers)
     assert truth <= max(solver_side, 0.0) + 2e-9
     assert truth <= 1e-6
+
+
+@pytest.mark.parametrize(("pairs", "seed"), [(100, 3), (150, 3)])
+def test_global_min_on_pairs_of_close_points(pairs, seed):
+    """Points in pairs 1e-6 apart with random labels. The solver's optimum is stationary (its own
+    multipliers give a residual ~1e-9 by kkt_residual, an upper bound on certify's minimum with
+    the same kink rule), so certify must find multipliers at least that good: before the R-value
+    dual start its LP start stalled at 1.0e-6 / 1.5e-6 and it said not_kkt."""
+    from kktsolver.global_solver import kkt_residual, solve_global
+
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.random(pairs))
+    x = np.sort(np.concatenate([x, x + 1e-6]))
+    ds = Dataset(x, np.where(rng.random(2 * pairs) < 0.5, -1, 1))
+    res = solve_global(ds)
+    solver_side = kkt_residual(res.network, ds, res.multipliers)
+    assert solver_side <= 1e-7  # the premise: the network is stationary
+    cert = certify(res.network, ds)
+    assert cert.verdict == "global_min"
+    assert cert.stationarity_residual <= max(solver_side, 1e-9) * 10
