@@ -103,7 +103,7 @@ class ScaleTolerances:
     newton_work_large : float
         The same budget above ``generation_limit`` points, where the stage's time counts against
         the 1e4-in-seconds target and ``certify`` cannot judge the result in reasonable time
-        (it ran more than 14 minutes at m = 1e4): the stage then stops after about one structure
+        (it took 891 s at m = 1e4, session 4): the stage then stops after about one structure
         solve.
     """
 
