@@ -61,6 +61,7 @@ Every verdict but ``infeasible`` and ``not_kkt`` is a KKT point (stationarity wi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import time
 import warnings
@@ -997,29 +998,30 @@ def _bound_of(
 
 
 def _with_dual_start(sys_, b1, net, Z, modes, best, notes):
-    """The better of ``best`` = (lam', mu', L1, L2) and :func:`_polished` from the R-value dual
+    """(The better of ``best`` = (lam', mu', L1, L2) and :func:`_polished` from the R-value dual
     LP's lambda (:func:`_r_dual_lambda`; points outside the active set dropped), with each kink
-    pair's mu at its side's value (lambda_i if z_ij > 0, else 0).
+    pair's mu at its side's value (lambda_i if z_ij > 0, else 0); that LP's (lambda, max rho), or
+    None if it failed).
 
     Measured on 500 pairs of points 1e-6 apart (m = 1000, objective 1.1e9): the LP start polishes
     to 2.5e-6 (not_kkt), this start to 1.3e-9; from the same lambda with every mu = 0 the polish
     stalls at 1.5e-3.
     """
     try:
-        lam_sorted, _ = _r_dual_lambda(sys_, b1, net)
+        dual = _r_dual_lambda(sys_, b1, net)
     except SolverError as e:
         notes.append(f"multipliers: the R-value dual LP start was not used: {e}")
-        return best
-    lam = b1.sample.unsort(lam_sorted)
+        return best, None
+    lam = b1.sample.unsort(dual[0])
     pi, pj = (sys_.pairs[:, 0], sys_.pairs[:, 1]) if sys_.pairs.size else ([], [])
     side = np.where(Z[pi, pj] > 0, lam[pi], 0.0) / sys_.cmu if sys_.pairs.size else np.zeros(0)
     lam_c, mu_c = _project(sys_, modes, lam[sys_.active] / sys_.c, side)
     stat_c = float(np.linalg.norm(_residual(sys_, lam_c, mu_c)))
     lam_c, mu_c, stat_c = _polished(sys_, modes, lam_c, mu_c, stat_c)
     if stat_c >= best[3]:
-        return best
+        return best, dual
     notes.append("multipliers: polished from the R-value dual LP's lambda (better than the LP's)")
-    return lam_c, mu_c, float(np.abs(_residual(sys_, lam_c, mu_c)).sum()), stat_c
+    return (lam_c, mu_c, float(np.abs(_residual(sys_, lam_c, mu_c)).sum()), stat_c), dual
 
 
 def _r_dual_lambda(sys_: _System, b1: _Blocks1D, net: ReLUNetwork) -> tuple[np.ndarray, float]:
@@ -1047,7 +1049,12 @@ def _r_dual_lambda(sys_: _System, b1: _Blocks1D, net: ReLUNetwork) -> tuple[np.n
 
 
 def _r_dual_bound(
-    sys_: _System, b1: _Blocks1D, net: ReLUNetwork, lam_s: np.ndarray, objective: float
+    sys_: _System,
+    b1: _Blocks1D,
+    net: ReLUNetwork,
+    lam_s: np.ndarray,
+    objective: float,
+    dual: tuple[np.ndarray, float] | None = None,
 ) -> tuple[float, float]:
     """Lower bound from :func:`kktsolver.scale.dual_lp`: the dual of (C_all) in R-values (HiGHS).
 
@@ -1056,8 +1063,9 @@ def _r_dual_bound(
     when lambda ~ 1e9, which the SOCP of :func:`_max_dual` is not (it loses ~1e-3 of the bound at
     m = 1000). It imposes sum lambda_i y_i x~_i = 0, so on samples whose optimum has a costly
     linear part (e.g. all labels equal) it is weak, and :func:`_socp_dual_bound` follows.
+    ``dual``: that LP's (lambda, max rho) if already computed.
     """
-    lam, rho_claimed = _r_dual_lambda(sys_, b1, net)
+    lam, rho_claimed = _r_dual_lambda(sys_, b1, net) if dual is None else dual
     return _bound_of(b1, lam, rho_claimed)
 
 
@@ -1343,11 +1351,13 @@ def certify(
     P = pairs.shape[0]
     clarke = np.zeros(P, dtype=int)
     lam_s, mu_s, r1, stat = _best_multipliers(sys_, clarke, tol.stationarity)
-    if stat > tol.stationarity and dataset.d == 1 and m > 1 and active.size:
+    b1 = _blocks_1d(dataset, sys_) if dataset.d == 1 and active.size else None
+    dual = None  # the R-value dual LP's (lambda, max rho), if the multiplier search ran it
+    if stat > tol.stationarity and b1 is not None and m > 1:
         # in 1-D the dual optimum is a KKT multiplier of every global minimiser (strong duality),
         # so the polish also starts from the R-value dual LP's lambda
-        lam_s, mu_s, r1, stat = _with_dual_start(
-            sys_, _blocks_1d(dataset, sys_), net, Z, clarke, (lam_s, mu_s, r1, stat), notes
+        (lam_s, mu_s, r1, stat), dual = _with_dual_start(
+            sys_, b1, net, Z, clarke, (lam_s, mu_s, r1, stat), notes
         )
     lam = np.zeros(m)
     lam[active] = sys_.c * lam_s
@@ -1381,16 +1391,15 @@ def certify(
     is_kkt = feasible and stat_v is not None and stat_v <= tol.stationarity
 
     lower_bound = rel_gap = max_rho = None
-    b1 = None
     r1_bound = r1 + tol.stationarity
-    if dataset.d == 1 and active.size:
-        b1 = _blocks_1d(dataset, sys_)
+    if b1 is not None:
         rh = _rho_all(sys_, b1, lam_s)
         max_rho = float(rh.max())
         lower_bound = lam_sum / max(1.0, max_rho)
         # (m = 1: the single cone is a half-plane, which the edge form of _rho_le does not cover)
         if feasible and (objective - lower_bound) / objective > tol.gap and dataset.m > 1:
-            for name, tighten in (("R-value dual LP", _r_dual_bound), ("SOCP", _socp_dual_bound)):
+            r_dual = functools.partial(_r_dual_bound, dual=dual)  # the LP above, not again
+            for name, tighten in (("R-value dual LP", r_dual), ("SOCP", _socp_dual_bound)):
                 try:
                     lb2, rho2 = tighten(sys_, b1, net, lam_s, objective)
                 except SolverError as e:  # the bound found so far stays valid
