@@ -20,7 +20,7 @@ from scipy.sparse import linalg as splinalg
 from .data import Dataset
 from .errors import InputError, SolverError, check_int_range, check_tolerances
 from .network import ReLUNetwork
-from .patterns import Block, SortedSample, all_blocks, network_from_blocks, rho
+from .patterns import Block, SortedSample, all_blocks, network_from_blocks, prefix_sums, rho
 from .subproblem import ConvexSubproblem, SubproblemResult, cone_rows, margins_of
 
 __all__ = [
@@ -281,10 +281,8 @@ def _geometry(sample: SortedSample, blocks: list[Block]) -> _Geometry:
 
 def _block_sums(geo: _Geometry, sample: SortedSample, lam: np.ndarray) -> np.ndarray:
     """z_k = s_k g_k(lambda) = s_k sum_{i in A_k} lambda_i y_i x~_i, by prefix sums (extended
-    precision)."""
-    w = (lam * sample.y).astype(np.longdouble)
-    xt = sample.xt.astype(np.longdouble)
-    c = np.vstack([np.zeros((1, 2), np.longdouble), np.cumsum(w[:, None] * xt, axis=0)])
+    precision, :func:`patterns.prefix_sums`)."""
+    c = prefix_sums(sample, lam * sample.y)
     return (geo.sign[:, None] * (c[geo.stop] - c[geo.start])).astype(float)
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "all_blocks",
     "cone_constraints",
     "block_directions",
+    "prefix_sums",
     "rho",
     "block_of_neuron",
     "balanced_neurons",
@@ -192,17 +193,23 @@ def block_directions(blocks: list[Block], sample: SortedSample) -> tuple[np.ndar
     return E1, E2
 
 
-def _block_sums(blocks: list[Block], sample: SortedSample, weights: np.ndarray) -> np.ndarray:
-    """g_k = sum_{i in A_k} weights_i x~_i for every block, via prefix sums: shape (K, 2).
+def prefix_sums(sample: SortedSample, weights: np.ndarray) -> np.ndarray:
+    """c[g] = sum_{i < g} weights_i x~_i for g = 0 .. m, shape (m + 1, 2), in long double.
 
-    The prefix sums are long double: with multipliers ~1e9 that cancel to g_k ~ 1, float64 sums
-    err by ~eps sum |lambda| ~ 1e-7, which rho (and the lower bound sum lambda / max rho) would
-    inherit (measured: certify's bound 4.4e-8 below the optimum at m = 2000, objective 1.7e9).
+    With multipliers ~1e9 that cancel (weights = lambda y), the sums reach ~ the objective while
+    the quantities built from their differences (g_k, R values) are O(1): float64 sums err by
+    ~eps sum |lambda| ~ 1e-7 there (measured: certify's bound 4.4e-8 below the optimum at
+    m = 2000, objective 1.7e9, before its block sums used these).
     """
-    m = sample.m
     ld = np.longdouble
     terms = np.asarray(weights, dtype=ld)[:, None] * sample.xt.astype(ld)
-    c = np.vstack([np.zeros((1, 2), dtype=ld), np.cumsum(terms, axis=0)])
+    return np.vstack([np.zeros((1, 2), dtype=ld), np.cumsum(terms, axis=0)])
+
+
+def _block_sums(blocks: list[Block], sample: SortedSample, weights: np.ndarray) -> np.ndarray:
+    """g_k = sum_{i in A_k} weights_i x~_i for every block, from :func:`prefix_sums`: (K, 2)."""
+    m = sample.m
+    c = prefix_sums(sample, weights)
     start = np.array([blk.active(m).start for blk in blocks], dtype=int)
     stop = np.array([blk.active(m).stop for blk in blocks], dtype=int)
     return np.asarray(c[stop] - c[start], dtype=float).reshape(len(blocks), 2)

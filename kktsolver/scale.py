@@ -36,7 +36,7 @@ from .data import Dataset
 from .errors import InputError, SolverError, check_int_range, check_tolerances
 from .global_solver import GlobalResult, GlobalTolerances, _clean_error, kkt_residual
 from .network import ReLUNetwork
-from .patterns import Block, SortedSample, network_from_blocks
+from .patterns import Block, SortedSample, network_from_blocks, prefix_sums
 
 __all__ = [
     "ScaleTolerances",
@@ -191,7 +191,7 @@ def rho_all_gaps(sample: SortedSample, lam: np.ndarray) -> dict[str, np.ndarray 
     they cancel from sum lambda (~ objective) to O(1). Agrees with :func:`patterns.rho` (tested).
     """
     x, m = sample.x, sample.m
-    csum = _prefix_sums(sample, lam)
+    csum = prefix_sums(sample, np.asarray(lam, dtype=float) * sample.y)
     total = csum[m]
     xl, xr = x[:-1].astype(_LD), x[1:].astype(_LD)
     suffix = total[None, :] - csum[1:m]  # g = 1..m-1: sum_{i >= g}
@@ -201,14 +201,6 @@ def rho_all_gaps(sample: SortedSample, lam: np.ndarray) -> dict[str, np.ndarray 
     all_ = _all_rho(total, float(x[0]), float(x[-1]))
     mx = max(all_, float(right.max(initial=0.0)), float(left.max(initial=0.0)))
     return {"right": right, "left": left, "all": all_, "max": mx}
-
-
-def _prefix_sums(sample: SortedSample, lam: np.ndarray) -> np.ndarray:
-    """csum[g] = sum_{i < g} lambda_i y_i (x_i, 1) for g = 0 .. m, in extended precision (the
-    sums reach ~ the objective, 1e6 .. 1e11, while the quantities built from them are O(1))."""
-    wx = (np.asarray(lam, dtype=float) * sample.y).astype(_LD)
-    terms = np.column_stack([wx * sample.x.astype(_LD), wx])
-    return np.vstack([np.zeros((1, 2), dtype=_LD), np.cumsum(terms, axis=0)])
 
 
 def _all_rho(total: np.ndarray, x0: float, x1: float) -> float:
@@ -1389,8 +1381,9 @@ def _solve_full(
 
 def _r_values(sample: SortedSample, lam: np.ndarray) -> np.ndarray:
     """R(x_j) = sum_{i > j} lambda_i y_i (x_i - x_j) at every point, from the suffix sums
-    total - csum[j + 1] of :func:`_prefix_sums` (extended precision: R ~ 1, sums ~1e6 .. 1e11)."""
-    csum = _prefix_sums(sample, lam)
+    total - csum[j + 1] of :func:`patterns.prefix_sums` (extended precision: R ~ 1, sums ~1e6 ..
+    1e11)."""
+    csum = prefix_sums(sample, np.asarray(lam, dtype=float) * sample.y)
     suffix = csum[-1][None, :] - csum[1:]  # sum_{i > j}, j = 0 .. m - 1
     return np.asarray(suffix[:, 0] - sample.x.astype(_LD) * suffix[:, 1], dtype=float)
 
