@@ -102,12 +102,48 @@ class KKTStructure:
             self.d_ray[kr],
         )
 
+    def rays_to_interior(self, rays: np.ndarray, intervals: np.ndarray, x: np.ndarray):
+        """The structure with the rays at support indices ``rays`` moved into the support
+        ``intervals`` (one each) as interior kinks at the interval's midpoint, merged with an
+        interior kink of the same sign already there."""
+        if rays.size == 0:
+            return self
+        keep = ~np.isin(self.k_ray, rays)
+        pos = np.searchsorted(self.k_ray, rays)
+        xa = x[self.support]
+        k_int, s_int = list(self.k_int), list(self.s_int)
+        d_int, t_int = list(self.d_int), list(self.t_int)
+        for p, q in zip(pos, intervals, strict=True):
+            s, d = self.s_ray[p], self.d_ray[p]
+            if q in k_int:
+                i = k_int.index(q)
+                if s_int[i] != s:  # one interior kink per interval: the ray stays
+                    keep[p] = True
+                    continue
+                d_int[i] += d
+            else:
+                k_int.append(q)
+                s_int.append(s)
+                d_int.append(d)
+                t_int.append(0.5 * (xa[q] + xa[q + 1]))
+        o = np.argsort(k_int, kind="stable")
+        arr = [np.asarray(a)[o] for a in (k_int, s_int, d_int, t_int)]
+        return KKTStructure(
+            self.support,
+            arr[0].astype(int),
+            *arr[1:],
+            self.k_ray[keep],
+            self.s_ray[keep],
+            self.d_ray[keep],
+        )
+
 
 @dataclass(frozen=True, eq=False)
 class NewtonPoint:
     """A solution of the KKT equations of a :class:`KKTStructure`.
 
-    ``t``, ``d``: all kinks (sorted) and their slope changes; ``L0`` = (slope, intercept) of f
+    ``t``, ``d``: all kinks (sorted; t in long double, see :class:`_System`) and their slope
+    changes; ``L0`` = (slope, intercept) of f
     left of the first support point; ``R``: R at the support points; ``residual``: max-norm of the
     (scaled) equations; ``iterations``; ``converged``: residual <= the requested tolerance AND
     every interior tangency inside its interval AND every slope change of its kink's sign.
@@ -188,7 +224,8 @@ def identify_structure(
     ray_at = np.where(no_tan, np.where(sd * Rw[i] >= sd * Rw[i + 1], i, i + 1), ray_at)
     inner = ray_at < 0
     d_int = np.bincount(i[inner], d[inner], minlength=n - 1)
-    dt_int = np.bincount(i[inner], d[inner] * t[inner], minlength=n - 1)
+    dt_int = np.zeros(n - 1, dtype=np.result_type(t, np.float64))  # long double t stays so
+    np.add.at(dt_int, i[inner], d[inner] * t[inner])
     d_ray = np.bincount(ray_at[~inner], d[~inner], minlength=n)
     d_ray[0] = d_ray[-1] = 0.0  # R = 0 at the end points: no contact there
     for j in np.flatnonzero(d_ray):
@@ -228,7 +265,11 @@ def identify_structure(
 class _System:
     """Residual and Jacobian of the equations of the module docstring for one structure.
 
-    Unknown vector: R (n), sigma (n - 1), delta_int (K), t (K), delta_ray (Kr). Rows are scaled to
+    Unknown vector: R (n), sigma (n - 1), delta_int (K), tau (K), delta_ray (Kr), where
+    tau_k = t_k - a_q is the kink's offset from the left end of its support interval q: an
+    absolute t resolves only ulp(t) ~ 5e-17, which moves the value equation by delta_k ulp(t) ~ 4e-8
+    when delta_k ~ 7e8 (two clusters of width 1e-2, m = 1000: Newton stalled there); tau resolves
+    ulp(D_q). Rows are scaled to
     O(1): V_j by 1 / (|y_{j+1} - y_j| + |sigma_j D_j| + 1) at the start, S_j by 1 / max |sigma|, T2
     by D_k.
     """
@@ -249,15 +290,20 @@ class _System:
         self.kint[st.k_int] = np.arange(self.K)
         self.kray = np.full(n, -1)
         self.kray[st.k_ray] = np.arange(self.Kr)
-        self.v_scale = 1.0 / (np.abs(np.diff(self.ya)) + np.abs(sigma0 * self.D) + 1.0)
+        # |delta (a_{j+1} - t)| too: a kink that a mended structure moved into a gap of 4e-5
+        # made both terms of V_j ~3e4 (cancelling) while sigma0 D_j was ~2, and the rounding of the
+        # unscaled row (4e-9) stalled Newton (two clusters of width 1e-2, m = 1000)
+        lever = np.zeros(n - 1)
+        lever[st.k_int] = np.abs(st.d_int * (self.xa[st.k_int + 1] - st.t_int))
+        self.v_scale = 1.0 / (np.abs(np.diff(self.ya)) + np.abs(sigma0 * self.D) + lever + 1.0)
         self.s_scale = 1.0 / max(float(np.abs(sigma0).max(initial=0.0)), 1.0)
 
     def start(self, R0: np.ndarray, sigma0: np.ndarray) -> np.ndarray:
         z = np.zeros(self.N)
-        z[: self.n] = R0
+        z[: self.n] = self.R0 = R0
         z[self.o_s : self.o_d] = sigma0
         z[self.o_d : self.o_t] = self.st.d_int
-        z[self.o_t : self.o_r] = self.st.t_int
+        z[self.o_t : self.o_r] = self.st.t_int - self.xa[self.st.k_int]
         z[self.o_r :] = self.st.d_ray
         return z
 
@@ -274,7 +320,7 @@ class _System:
     def __call__(self, z: np.ndarray, jacobian: bool = True):
         st, n, K, Kr = self.st, self.n, self.K, self.Kr
         xa, ya, D = self.xa, self.ya, self.D
-        R, sg, dk, tk, dr = self.parts(z)
+        R, sg, dk, tau, dr = self.parts(z)
         rows: list[np.ndarray] = []
         cols: list[np.ndarray] = []
         vals: list[np.ndarray] = []
@@ -292,11 +338,11 @@ class _System:
         has = self.kint >= 0
         kk = self.kint[has]
         V = sg * D - np.diff(ya)
-        V[has] += dk[kk] * (xa[1:][has] - tk[kk])
+        V[has] += dk[kk] * (D[has] - tau[kk])  # a_{j+1} - t_k
         vs = self.v_scale
         F.append(V * vs)
         put(row + j, self.o_s + j, D * vs)
-        put(row + j[has], self.o_d + kk, (xa[1:][has] - tk[kk]) * vs[has])
+        put(row + j[has], self.o_d + kk, (D[has] - tau[kk]) * vs[has])
         put(row + j[has], self.o_t + kk, -dk[kk] * vs[has])
         row += n - 1
         # S_j
@@ -315,7 +361,8 @@ class _System:
         row += n - 2
         # T1, T2
         q, s = st.k_int, st.s_int
-        f = (tk - xa[q]) / D[q]
+        f = tau / D[q]
+        tk = xa[q] + tau
         wt = np.hypot(1.0, tk)
         slope = (R[q + 1] - R[q]) / D[q]
         F.append(R[q] + (R[q + 1] - R[q]) * f - s * wt)
@@ -341,17 +388,45 @@ class _System:
         )
         return F, J
 
-    def unmatched(self, J: sparse.spmatrix) -> tuple[np.ndarray, np.ndarray]:
-        """Interior intervals and ray points whose equations a maximum matching leaves unmatched
-        (the structure has more contacts than the dual can touch there)."""
-        match = maximum_bipartite_matching(J.tocsr(), perm_type="column")
-        bad = np.flatnonzero(match < 0)
+    def mended(self, J: sparse.spmatrix, x: np.ndarray) -> KKTStructure | None:
+        """The structure to try instead of a structurally singular one, or None if nothing to mend.
+
+        Interior intervals and ray points whose equations a maximum matching leaves unmatched go
+        (more contacts than the dual can touch there). A support point whose R appears in no
+        equation (no contact, no tangency next to it) sits between two kinks that the network put
+        in tiny gaps: measured in two clusters of width 1e-2 (m = 1000), f = -1 at two points
+        5e-9 apart between +1 labels, its V-shaped kink between them read as a ray on one of them;
+        R linear between two contacts would exceed the strictly convex w there. An adjacent ray
+        with the sign of R at that point moves into the gap between them (the closer one if both).
+        """
+        Jr = J.tocsr()
+        bad = np.flatnonzero(maximum_bipartite_matching(Jr, perm_type="column") < 0)
         n, K = self.n, self.K
         t0 = 2 + (n - 1) + (n - 2)
         tang = bad[(bad >= t0) & (bad < t0 + 2 * K)] - t0
         interior = self.st.k_int[np.unique(tang % max(K, 1))]
         rays = self.st.k_ray[bad[bad >= t0 + 2 * K] - t0 - 2 * K]
-        return interior.astype(int), rays.astype(int)
+        free = np.flatnonzero(maximum_bipartite_matching(Jr, perm_type="row")[:n] < 0)
+        move, into = [], []
+        sR = np.sign(self.R0[free])
+        for j, s in zip(free, sR, strict=True):
+            options = [
+                (self.D[q], r, q)
+                for r, q in ((j - 1, j - 1), (j + 1, j))
+                if 0 < r < n - 1
+                and self.kray[r] >= 0
+                and self.st.s_ray[self.kray[r]] == s
+                and r not in rays
+                and r not in move
+            ]
+            if options:
+                _, r, q = min(options)
+                move.append(r)
+                into.append(q)
+        if interior.size == 0 and rays.size == 0 and not move:
+            return None
+        st = self.st.without(interior.astype(int), rays.astype(int))
+        return st.rays_to_interior(np.asarray(move, dtype=int), np.asarray(into, dtype=int), x)
 
 
 def solve_structure(
@@ -364,20 +439,20 @@ def solve_structure(
     max_iter: int = 30,
     accept: float = 1e-9,
     work: WorkBudget | None = None,
-) -> NewtonPoint | tuple[np.ndarray, np.ndarray]:
+) -> NewtonPoint | KKTStructure | None:
     """Levenberg-Marquardt Newton on the equations of ``st`` from (R0, sigma0) at the support.
 
     Stops when the residual is <= ``tol``, when ``work`` is spent (each iteration costs the number
     of unknowns), or when no step reduces the residual and it is <= ``accept`` (the rounding level
     of the O(1) rows grows with m: measured 9e-11 at m = 2000).
-    Returns a :class:`NewtonPoint`, or (interior, rays) to remove when the Jacobian is structurally
-    singular (too many contacts for the unknowns somewhere).
+    Returns a :class:`NewtonPoint`; when the Jacobian is structurally singular, the structure to
+    try instead (:meth:`_System.mended`), or None if it cannot be mended.
     """
     sysm = _System(x, y, st, sigma0)
     z = sysm.start(R0, sigma0)
     F, J = sysm(z)
     if structural_rank(J.tocsr()) < sysm.N:
-        return sysm.unmatched(J)
+        return sysm.mended(J, x)
     scale = np.maximum(np.abs(z), 1.0)  # columns: R, t ~ 1; slopes ~ 1e5 .. 1e9
     fn, it, msg = float(np.abs(F).max()), 0, "converged"
     for it in range(1, max_iter + 1):  # noqa: B007 (reported)
@@ -411,13 +486,14 @@ def solve_structure(
         z = z + step * scale
         F, J = sysm(z)
         fn = float(np.abs(F).max())
-    R, sg, dk, tk, dr = sysm.parts(z)
+    R, sg, dk, tau, dr = sysm.parts(z)
     xa, q = sysm.xa, st.k_int
     # a tangency that ends within 1e-9 of its interval's length outside it is the end point (a
     # ray: R touches w there to ~1e-18); farther out, the structure was wrong
     slack = 1e-9 * sysm.D[q]
-    inside = bool(np.all((tk >= xa[q] - slack) & (tk <= xa[q + 1] + slack)))
-    tk = np.clip(tk, xa[q], xa[q + 1])
+    inside = bool(np.all((tau >= -slack) & (tau <= sysm.D[q] + slack)))
+    # kink positions in long double: a_q + tau keeps tau's resolution (see _System)
+    tk = xa[q].astype(np.longdouble) + np.clip(tau, 0.0, sysm.D[q])
     signs = bool(np.all(dk * st.s_int >= 0) and np.all(dr * st.s_ray >= 0))
     if fn > tol and msg == "converged":
         msg = "max_iter"
@@ -425,7 +501,7 @@ def solve_structure(
         msg += "; a tangency left its interval"
     if not signs:
         msg += "; a slope change of the wrong sign"
-    t_all = np.r_[tk, xa[st.k_ray]]
+    t_all = np.r_[tk, xa[st.k_ray].astype(np.longdouble)]
     d_all = np.r_[dk, dr]
     o = np.argsort(t_all, kind="stable")
     L0 = np.array([sg[0], sysm.ya[0] - sg[0] * xa[0]])
@@ -540,9 +616,9 @@ def _repairs(x, y, support, R_support, t, d, sigma, tol, attempts, rounds, prefe
         out = None
         for _ in range(attempts):
             out = solve_structure(x, y, st, R0, sigma0, tol, work=work)
-            if isinstance(out, NewtonPoint):
+            if not isinstance(out, KKTStructure):
                 break
-            st = st.without(*out)
+            st = out
         if not isinstance(out, NewtonPoint):
             return point, False
         point = out
@@ -559,7 +635,9 @@ def _repairs(x, y, support, R_support, t, d, sigma, tol, attempts, rounds, prefe
             return point, True
         # repair and start again from this point; a kink whose sign disagrees with R's there
         # goes (a tangency that left its interval is re-assigned by identify_structure)
-        agree = np.sign(point.d) == np.sign(np.interp(point.t, x[point.support], point.R))
+        agree = np.sign(point.d) == np.sign(
+            np.interp(point.t.astype(float), x[point.support], point.R)
+        )
         tiny = 1e-9 * float(np.abs(point.d).max(initial=1.0))
         t = np.r_[point.t[agree], t_new]
         d = np.r_[point.d[agree], s_new * tiny]

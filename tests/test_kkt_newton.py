@@ -79,7 +79,7 @@ def test_newton_point_is_a_kkt_point(m, p, seed):
     grid = np.linspace(xa[0], xa[-1], 20001)
     Rg = np.interp(grid, xa, point.R)
     assert np.max(np.abs(Rg) / np.hypot(1, grid)) <= 1 + 1e-9
-    Rk = np.interp(point.t, xa, point.R)
+    Rk = np.interp(point.t.astype(float), xa, point.R)  # t is long double
     assert np.allclose(np.sign(point.d) * Rk, np.hypot(1, point.t), atol=1e-9)
     # strong duality: primal cost sum |d_k| w(t_k) = sum lambda = the scale path's optimum
     cost = float(np.sum(np.abs(point.d) * np.hypot(1, point.t)))
