@@ -125,31 +125,46 @@ class ReLUNetwork:
         return np.asarray(y, dtype=float) * self(X)
 
     def accurate_margins(
-        self, X: np.ndarray, y: np.ndarray, Z: np.ndarray | None = None, chunk: int = 2048
+        self, X: np.ndarray, y: np.ndarray, Z: np.ndarray | None = None, chunk: int = 256
     ) -> np.ndarray:
-        """y_i N(x_i), recomputed in extended precision where float64 could be off by > 1e-10.
+        """y_i N(x_i), correctly rounded where float64 could be off by > 1e-10.
 
         Large-m optima have neurons with slopes ~1e9 whose contributions cancel to margins ~1, so
         the float64 sum can be off by ~1e-6 (measured: margin 1 - 6.8e-7 in float64 for a network
-        whose exact margins are >= 1 + 6.0e-8, m = 2000, objective 1.7e9). Rows whose sum of
-        |terms| times 1e-15 exceeds 1e-10 are recomputed with pre-activations and sum in long
-        double (64-bit mantissa on x86-64), in chunks of rows. ``Z``: the float64
-        pre-activations, if the caller has them.
+        whose exact margins are >= 1 + 6.0e-8, m = 2000, objective 1.7e9). The cancellation starts
+        inside z_ij = <w_j, x_i> + b_j, so a row is recomputed when eps times
+        sum_j |v_j| (|<w_j, x_i>| + |b_j|) over its active neurons could exceed 1e-10 (the sum of
+        |v_j relu(z_ij)| alone missed a row at 1 - 1.0e-9 in float64, exactly 1 + 3.4e-10 in
+        rational arithmetic: two clusters of width 1e-2, m = 500). Recomputed rows have no
+        rounding error before the final one: every product v_j w_jk x_ik and v_j b_j is split
+        into float64 pairs that sum to it exactly (:func:`_exact_products`) and the row is summed
+        by ``math.fsum`` (exact, then rounded once). Only the sign of z_ij (which neurons are
+        active) comes from a long double sum; it can be wrong only where
+        |z_ij| < 1e-19 |w_j x_i|, which changes the margin by less than |v_j| times that.
+        ``Z``: the float64 pre-activations, if the caller has them. Cost: 1.2 s for m = 2000,
+        n = 1000 with every row recomputed.
         """
+        import math
+
         X = self._check_inputs(X)
         y = np.asarray(y, dtype=float)
         Z = self.preactivations(X) if Z is None else Z
         relu = np.maximum(Z, 0.0)
         margins = y * (relu @ self.v)
-        scale = relu @ np.abs(self.v) + np.abs(Z).max(axis=1, initial=0.0)
+        # float64 errs by ~eps |v_j| (|<w_j, x_i>| + |b_j|) per active neuron BEFORE the
+        # cancellation in z_ij (measured 1e-9 where sum_j |v_j relu(z_ij)| was only 6.7e4)
+        mag = np.abs(X) @ np.abs(self.W).T + np.abs(self.b)
+        scale = ((Z > 0) * mag) @ np.abs(self.v) + mag.max(axis=1, initial=0.0)
         redo = np.flatnonzero(scale * 1e-15 > 1e-10)
         if redo.size:
             ld = np.longdouble
-            W, b, v = self.W.astype(ld), self.b.astype(ld), self.v.astype(ld)
+            W, b = self.W.astype(ld), self.b.astype(ld)
             for start in range(0, redo.size, chunk):
                 rows = redo[start : start + chunk]
-                Zl = X[rows].astype(ld) @ W.T + b
-                margins[rows] = (y[rows].astype(ld) * (np.maximum(Zl, 0) @ v)).astype(float)
+                on = (X[rows].astype(ld) @ W.T + b) > 0
+                parts = _exact_products(self.v, self.W, self.b, X[rows])  # (rows, n, terms)
+                for r, i in enumerate(rows):
+                    margins[i] = y[i] * math.fsum(parts[r][on[r]].ravel())
         return margins
 
     # ------------------------------------------------------------------ transformations
@@ -404,3 +419,33 @@ def load_network(path: str | Path) -> ReLUNetwork:
         return ReLUNetwork.from_dict(obj)
     except NetworkError as e:
         raise NetworkError(f"{path}: {e}") from None
+
+
+def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Veltkamp split a = hi + lo exactly, hi and lo with at most 26 significant bits each."""
+    c = 134217729.0 * a  # 2^27 + 1
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """a * b = p + e exactly in float64 (Dekker's algorithm; no fused multiply-add needed)."""
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, e
+
+
+def _exact_products(v: np.ndarray, W: np.ndarray, b: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Float64 terms (rows, n, 4d + 2) whose exact sum over the last axis is v_j (<w_j, x_i> + b_j).
+
+    w_jk x_ik = p + e exactly, then v_j p, v_j e and v_j b_j each split again the same way.
+    """
+    p, e = _two_product(W[None, :, :], X[:, None, :])  # (rows, n, d)
+    vv = v[None, :, None]
+    terms = [*_two_product(vv, p), *_two_product(vv, e)]
+    terms += [
+        t[..., None] for t in _two_product(v[None, :], np.broadcast_to(b, (X.shape[0], b.size)))
+    ]
+    return np.concatenate(terms, axis=2)

@@ -310,3 +310,36 @@ def test_require_compatible_names_the_argument_and_what_was_expected():
         match=r"^data.csv has input dimension d = 1, but net.json takes inputs of dimension d = 2$",
     ):
         require_compatible(net2, Dataset([0.0, 1.0], [1, -1]), ("net.json", "data.csv"))
+
+
+def test_accurate_margins_match_rational_arithmetic():
+    """Cancelling neurons (|v w| ~ 1e7 .. 1e8, kinks among the points, as in clustered max-margin
+    optima): the accurate margins are the correctly rounded exact values of the float64
+    parameters' margins, computed in rational arithmetic here."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(3)
+    m, n = 40, 60
+    x = 0.3 + 1e-3 * rng.random(m)
+    t = 0.3 + 1e-3 * rng.random(n)  # kinks among the points
+    w = rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(3, 4, n)
+    net = ReLUNetwork(rng.normal(size=n) * 1e4, w[:, None], -w * t)
+    y = np.ones(m)
+    exact = np.array(
+        [
+            float(
+                sum(
+                    Fraction(vj) * (Fraction(wj) * Fraction(xi) + Fraction(bj))
+                    for vj, wj, bj in zip(net.v, net.W[:, 0], net.b, strict=True)
+                    if Fraction(wj) * Fraction(xi) + Fraction(bj) > 0
+                )
+            )
+            for xi in x
+        ]
+    )
+    acc = net.accurate_margins(x[:, None], y)
+    plain = net.margins(x[:, None], y)
+    # math.fsum of exact float64 parts is the correctly rounded sum: identical to the rounded
+    # rational value (a long double sum was off by 7e-12 here, float64 by 6.7e-9)
+    np.testing.assert_array_equal(acc, exact)
+    assert np.max(np.abs(plain - exact)) > 1e-10  # not vacuous: float64 really errs here
