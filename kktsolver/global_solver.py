@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -1443,7 +1443,8 @@ def solve_global(
         Not a 1-D dataset, bad arguments. (Equal inputs with different labels are rejected when the
         Dataset is built: (P) is infeasible.)
     SolverError
-        The conic solver or the purification LP failed.
+        The conic solver or the purification LP failed (method "conic", or "auto" below
+        AUTO_SCALE_M; above it a failed conic fallback returns the scale result).
     """
     t_start = time.perf_counter()
     tol = GlobalTolerances() if tol is None else tol
@@ -1465,7 +1466,13 @@ def solve_global(
             return large
         if _certified_stationary(large, KKT_ACCEPT):
             return large
-        conic_result = solve_global(dataset, solver, formulation, tol, "conic", progress)
+        try:
+            conic_result = solve_global(dataset, solver, formulation, tol, "conic", progress)
+        except SolverError as e:
+            # the scale result stands (its own status and certificate say what it is): measured
+            # on two clusters of width 1e-4 (m = 300), scale gap 1.05e-8 while the conic path's
+            # purification LP ran out of time and its raw solution misclassified a point
+            return replace(large, message=f"{large.message}; conic fallback failed: {e}")
         return conic_result if conic_result.status == "optimal" else large
     timings: dict[str, float] = {}
     t = time.perf_counter()
