@@ -143,10 +143,11 @@ class NewtonPoint:
     """A solution of the KKT equations of a :class:`KKTStructure`.
 
     ``t``, ``d``: all kinks (sorted; t in long double, see :class:`_System`) and their slope
-    changes; ``L0`` = (slope, intercept) of f
-    left of the first support point; ``R``: R at the support points; ``residual``: max-norm of the
-    (scaled) equations; ``iterations``; ``converged``: residual <= the requested tolerance AND
-    every interior tangency inside its interval AND every slope change of its kink's sign.
+    changes; ``L0`` = (slope, intercept) of f left of the first support point; ``R``: R at the
+    support points; ``sigma``: slope of f just right of each support point but the last;
+    ``residual``: max-norm of the (scaled) equations; ``iterations``; ``converged``: residual <=
+    the requested tolerance AND every interior tangency inside its interval AND every slope
+    change of its kink's sign.
     """
 
     t: np.ndarray
@@ -158,6 +159,33 @@ class NewtonPoint:
     iterations: int
     converged: bool
     message: str
+    sigma: np.ndarray
+
+    def local_values(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """f at the sorted sample x, from the support values and slopes of the equations.
+
+        On [a_j, a_{j+1}]: f = y_{a_j} + sigma_j (x - a_j) + delta_k relu(x - t_k) (its interior
+        kink, if any); beyond the ends the end lines continue. Unlike :attr:`function`, which
+        integrates L0 and every slope change from the left, this does not carry the equations'
+        residuals along: a slope-chain row met to 4e-14 of max |sigma| ~ 1e8 is a slope error of
+        4e-6, and integrated it read a point 1.6e-8 short between two support points where f is
+        exactly linear (two clusters of width 1e-4, m = 300; the repairs then cycled).
+        """
+        a, ya = x[self.support], np.asarray(y, dtype=float)[self.support]
+        n = a.size
+        j = np.clip(np.searchsorted(a, x, side="right") - 1, 0, max(n - 2, 0))
+        if n < 2:
+            return np.full(x.size, ya[0] if n else 0.0)
+        ld = np.longdouble
+        f = ya[j].astype(ld) + self.sigma[j].astype(ld) * (x.astype(ld) - a[j])
+        inner = (self.t > a[0]) & (self.t < a[-1]) & ~np.isin(self.t, a)
+        q = np.searchsorted(a, self.t[inner].astype(float), side="right") - 1
+        dk = np.zeros(n - 1, dtype=ld)
+        tk = np.zeros(n - 1, dtype=ld)
+        dk[q], tk[q] = np.asarray(self.d[inner], dtype=ld), self.t[inner]
+        f += dk[j] * np.maximum(x.astype(ld) - tk[j], 0)
+        f[self.support] = ya  # (the last one would otherwise come from the line before it)
+        return f
 
     @property
     def function(self) -> PiecewiseLinear:
@@ -507,7 +535,16 @@ def solve_structure(
     L0 = np.array([sg[0], sysm.ya[0] - sg[0] * xa[0]])
     small = fn <= tol or msg == "stalled at rounding level"
     return NewtonPoint(
-        t_all[o], d_all[o], L0, R.copy(), st.support, fn, it, small and inside and signs, msg
+        t_all[o],
+        d_all[o],
+        L0,
+        R.copy(),
+        st.support,
+        fn,
+        it,
+        small and inside and signs,
+        msg,
+        sg.copy(),
     )
 
 
@@ -625,7 +662,7 @@ def _repairs(x, y, support, R_support, t, d, sigma, tol, attempts, rounds, prefe
         if not point.converged and point.residual > REPAIR_RESIDUAL:
             return point, False
         neg, over, t_new, s_new = dual_violations(x, y, point)
-        f = point.function(x)
+        f = point.local_values(x, y)
         # margins short by <= 1e-9 cost that much, relative, when the network is scaled to
         # margins >= 1. At m = 1e4 points short by ~2.5e-10 lay between two support points on a
         # linear piece, i.e. rounding of the Newton point; chasing them cycled, because the

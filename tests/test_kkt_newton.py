@@ -74,6 +74,10 @@ def test_newton_point_is_a_kkt_point(m, p, seed):
     f = point.function(x)
     assert np.min(y * f) >= 1 - 1e-7
     assert np.max(np.abs(y[point.support] * f[point.support] - 1)) <= 1e-7
+    # the local evaluation (support values + slopes) is the same function, exact on the support
+    fl = point.local_values(x, y)
+    assert np.array_equal(fl[point.support], y[point.support])
+    assert np.max(np.abs(fl - f)) <= 1e-7
     # dual feasibility and tangency: |R(t)| <= w(t) on a fine grid, = w at every kink with the
     # kink's sign (R evaluated by interpolation between support points: it is linear there)
     grid = np.linspace(xa[0], xa[-1], 20001)
