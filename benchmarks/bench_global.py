@@ -12,17 +12,19 @@ in "sparse s").
 
     /work/venv/bin/python benchmarks/bench_global.py [--sizes 100 300 1000 10000] [--budget 60]
         [--method auto|conic|scale] [--conic-max 3000] [--certify-max 2000]
+    /work/venv/bin/python benchmarks/bench_global.py --sweep | --adversarial
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import cvxpy as cp
 import numpy as np
 
-from kktsolver.data import noisy_constant_1d
+from kktsolver.data import Dataset, clustered_1d, noisy_constant_1d
 from kktsolver.errors import SolverError
 from kktsolver.global_solver import solve_global
 from kktsolver.patterns import SortedSample, all_blocks, network_from_blocks
@@ -70,9 +72,18 @@ def main() -> None:
     ap.add_argument(
         "--sweep-sizes", type=int, nargs="+", default=[500, 1000, 2000], help="m values of --sweep"
     )
+    ap.add_argument(
+        "--adversarial",
+        action="store_true",
+        help="instead: the adversarial families (alternating labels, two clusters of widths "
+        "1e-2 .. 1e-4, 500 pairs 1e-6 apart, one label, m = 1, 2), judged like --sweep",
+    )
     args = ap.parse_args()
     if args.sweep:
         _sweep(args.method, tuple(args.sweep_sizes))
+        return
+    if args.adversarial:
+        _judge(_adversarial_sets(), args.method)
         return
 
     rows = []
@@ -156,32 +167,73 @@ def _sweep(method: str, sizes=(500, 1000, 2000), ps=(0.01, 0.05, 0.1, 0.2, 0.4),
     gap <= 1e-8, margins >= 1) AND does kktsolver.certify (default tolerances) call the network
     global_min? Also counted: certify's OWN gap (its multipliers and bound) above the solver's
     1e-8, i.e. the verdict under CertTolerances(gap=1e-8)."""
+    _judge(
+        (
+            (
+                f"m = {m:>5} p = {p:<5} seed {seed}",
+                lambda m=m, p=p, s=seed: noisy_constant_1d(m, p, seed=s),
+            )
+            for m in sizes
+            for p in ps
+            for seed in range(seeds)
+        ),
+        method,
+    )
+
+
+def _adversarial_sets():
+    """(name, dataset builder) of the adversarial families of issue 4, at several sizes."""
+    rng = np.random.default_rng(5)
+    x500 = np.sort(rng.random(500))
+    pairs = np.sort(np.r_[x500, x500 + 1e-6])
+    pair_labels = np.where(rng.random(1000) < 0.5, -1, 1)
+    out = [
+        (
+            f"alternating {m}",
+            lambda m=m: Dataset(np.linspace(0, 1, m), np.where(np.arange(m) % 2, -1, 1)),
+        )
+        for m in (30, 500, 2000)
+    ]
+    out += [
+        (f"clustered m = {m} width {w:g}", lambda m=m, w=w: clustered_1d(m, 0.2, w, seed=5))
+        for m, w in itertools.product((30, 300, 1000), (1e-2, 1e-3, 1e-4))
+    ]
+    out += [
+        ("500 pairs 1e-6 apart", lambda: Dataset(pairs, pair_labels)),
+        ("all labels +1, m = 1000", lambda: noisy_constant_1d(1000, 0.0, seed=0)),
+        ("m = 1", lambda: Dataset(np.array([0.4]), np.array([-1]))),
+        ("m = 2, gap 1e-6", lambda: Dataset(np.array([0.0, 1e-6]), np.array([-1, 1]))),
+    ]
+    return out
+
+
+def _judge(named, method: str) -> None:
+    """One line per (name, dataset builder): solve_global's status and gap, certify's verdict."""
     from kktsolver.certify import certify
 
     failed, not_global, cert_gap, n = 0, 0, 0, 0
-    for m in sizes:
-        for p in ps:
-            for seed in range(seeds):
-                ds = noisy_constant_1d(m, p, seed=seed)
-                try:
-                    r = solve_global(ds, method=method)
-                    ok = r.status == "optimal"
-                    c = certify(r.network, ds)
-                    res, cg = c.stationarity_residual, c.relative_gap
-                    line = (
-                        f"{r.status:>10} {r.formulation:>12} gap {r.relative_gap:.2e} "
-                        f"min margin - 1 {r.min_margin - 1:.1e} {r.seconds:6.2f} s | certify: "
-                        f"{c.verdict} (stationarity {res if res is None else f'{res:.1e}'}, "
-                        f"own gap {cg if cg is None else f'{cg:.1e}'})"
-                    )
-                    not_global += c.verdict != "global_min"
-                    cert_gap += cg is None or cg > r.tol.gap
-                except SolverError as e:
-                    ok, line = False, f"FAILED: {e}"
-                    not_global += 1
-                n += 1
-                failed += not ok
-                print(f"m = {m:>5} p = {p:<5} seed {seed}: {line}", flush=True)
+    for name, build in named:
+        ds = build()
+        try:
+            r = solve_global(ds, method=method)
+            ok = r.status == "optimal"
+            c = certify(r.network, ds)
+            res, cg = c.stationarity_residual, c.relative_gap
+            line = (
+                f"{r.status:>10} {r.formulation:>12} gap {r.relative_gap:.2e} "
+                f"min margin - 1 {r.min_margin - 1:.1e} objective {r.objective:.1e} "
+                f"{r.seconds:6.2f} s | certify: "
+                f"{c.verdict} (stationarity {res if res is None else f'{res:.1e}'}, "
+                f"own gap {cg if cg is None else f'{cg:.1e}'})"
+            )
+            not_global += c.verdict != "global_min"
+            cert_gap += cg is None or cg > r.tol.gap
+        except SolverError as e:
+            ok, line = False, f"FAILED: {e}"
+            not_global += 1
+        n += 1
+        failed += not ok
+        print(f"{name}: {line}", flush=True)
     print(
         f"not certified (status): {failed} of {n}; "
         f"certify verdict not global_min: {not_global} of {n}; "

@@ -11,6 +11,7 @@ from .clean_error import MonteCarloEstimate, clean_error, clean_error_mc
 from .data import (
     Dataset,
     DatasetError,
+    clustered_1d,
     load_dataset,
     noisy_constant,
     noisy_constant_1d,
@@ -41,6 +42,7 @@ __all__ = [
     "load_network",
     "noisy_constant",
     "noisy_constant_1d",
+    "clustered_1d",
     "save_dataset",
     "save_network",
     "clean_error",

@@ -23,6 +23,7 @@ __all__ = [
     "DatasetError",
     "noisy_constant_1d",
     "noisy_constant",
+    "clustered_1d",
     "load_dataset",
     "save_dataset",
     "sidecar_path",
@@ -301,6 +302,41 @@ def noisy_constant_1d(
     x = rng.uniform(a, b, size=m)
     return _seed_setting(
         x[:, None], rng, "noisy_constant_1d", p=p, seed=seed, distribution="uniform", support=[a, b]
+    )
+
+
+def clustered_1d(
+    m: int,
+    p: float,
+    width: float,
+    seed: int | None = None,
+    centres: tuple[float, ...] = (0.3, 0.7),
+) -> Dataset:
+    """Adversarial 1-D set: m points in clusters [c, c + width] (split evenly, in the order of
+    ``centres``, uniform inside), y_i = +1 flipped with probability p.
+
+    Opposite labels inside a cluster are ~width / m apart, so the optimum grows like m / width
+    (MATH.md section 5): width 1e-2 at m = 1000 gives an objective ~2e9, width 1e-4 ~5e10.
+    """
+    m, p, seed = _check_m(m), _check_p(p), check_seed(seed, DatasetError)
+    width = float(width)
+    if not (np.isfinite(width) and width > 0):
+        raise DatasetError(f"width must be a positive finite number, got {width!r}")
+    cs = [float(c) for c in centres]
+    if not cs or not all(np.isfinite(cs)):
+        raise DatasetError(f"centres must be finite numbers, got {centres!r}")
+    rng = np.random.default_rng(seed)
+    sizes = np.diff(np.linspace(0, m, len(cs) + 1).round().astype(int))
+    x = np.concatenate([c + width * rng.random(k) for c, k in zip(cs, sizes, strict=True)])
+    return _seed_setting(
+        x[:, None],
+        rng,
+        "clustered_1d",
+        p=p,
+        seed=seed,
+        width=width,
+        centres=cs,
+        support=[min(cs), max(cs) + width],
     )
 
 

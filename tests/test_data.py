@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from kktsolver.data import (
     Dataset,
     DatasetError,
+    clustered_1d,
     interval_or_support,
     load_dataset,
     noisy_constant,
@@ -115,6 +116,22 @@ def test_noisy_constant_1d():
     assert noisy_constant_1d(5, 0.0, seed=1).y.tolist() == [1] * 5
 
 
+def test_clustered_1d():
+    ds = clustered_1d(10001, 0.2, 1e-3, seed=2, centres=(0.3, 0.7, 0.9))
+    x = ds.x
+    # three clusters of sizes 3334, 3333, 3334 (even split of 10001), each inside [c, c + width]
+    for c, k in zip((0.3, 0.7, 0.9), (3334, 3333, 3334), strict=True):
+        inside = (x >= c) & (x <= c + 1e-3)
+        assert inside.sum() == k
+        # uniform inside: mean c + width / 2 within 5 standard errors (width / sqrt(12 k))
+        assert abs(x[inside].mean() - (c + 5e-4)) <= 5 * 1e-3 / math.sqrt(12 * k)
+    frac = float(np.mean(ds.y < 0))
+    assert abs(frac - 0.2) <= 5 * math.sqrt(0.2 * 0.8 / ds.m)
+    assert ds.meta["generator"] == "clustered_1d" and ds.meta["support"] == [0.3, 0.901]
+    again = clustered_1d(10001, 0.2, 1e-3, seed=2, centres=(0.3, 0.7, 0.9))
+    assert np.array_equal(again.X, ds.X) and np.array_equal(again.y, ds.y)
+
+
 def test_noisy_constant_high_dimension():
     sph = noisy_constant(500, 4, 0.1, seed=0, distribution="sphere")
     np.testing.assert_allclose(np.linalg.norm(sph.X, axis=1), 1.0, rtol=1e-14)
@@ -139,6 +156,10 @@ def test_noisy_constant_high_dimension():
         (lambda: noisy_constant_1d(10, 0.1, interval=(0, np.inf)), "interval"),
         (lambda: noisy_constant(10, 0, 0.1), "dimension d"),
         (lambda: noisy_constant(10, 2, 0.1, distribution="cube"), "distribution"),
+        (lambda: clustered_1d(10, 0.1, 0.0), "width"),
+        (lambda: clustered_1d(10, 0.1, np.inf), "width"),
+        (lambda: clustered_1d(10, 0.1, 1e-3, centres=()), "centres"),
+        (lambda: clustered_1d(10, 0.6, 1e-3), "flip probability"),
     ],
 )
 def test_generators_reject_bad_arguments(call, match):

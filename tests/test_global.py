@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from kktsolver.cli import main
-from kktsolver.data import Dataset, noisy_constant_1d, save_dataset
+from kktsolver.data import Dataset, clustered_1d, noisy_constant_1d, save_dataset
 from kktsolver.errors import InputError
 from kktsolver.global_solver import AUTO_SCALE_M, GlobalTolerances, solve_global
 from kktsolver.patterns import Block, SortedSample, all_blocks
@@ -249,20 +249,13 @@ def test_adversarial(name):
     assert c.verdict == "global_min", (c.verdict, c.stationarity_residual)
 
 
-def _two_clusters(m: int, width: float, seed: int) -> Dataset:
-    """m points in two clusters [0.3, 0.3 + width], [0.7, 0.7 + width], 20% labels -1."""
-    rng = np.random.default_rng(seed)
-    x = np.concatenate([0.3 + width * rng.random(m // 2), 0.7 + width * rng.random(m - m // 2)])
-    return Dataset(x, np.where(rng.random(m) < 0.2, -1, 1))
-
-
 def test_two_clusters_certified_global_min():
     """Adversarial clustered set at m = 500 (width 1e-2, gaps down to ~1e-8, objective 2e8):
     before session 5 the KKT Newton stage found no solvable structure (a V-shaped kink between
     two -1 points 5e-9 apart read as a ray) and the network was value-certified only; the
     independent certifier must call the result a global minimum."""
     cm = pytest.importorskip("kktsolver.certify")
-    ds = _two_clusters(500, 1e-2, 0)
+    ds = clustered_1d(500, 0.2, 1e-2, seed=0)
     r = solve_global(ds)
     check_result(r, ds, float64_error=1e-7)
     c = cm.certify(r.network, ds, tol=cm.CertTolerances(gap=1e-8))
