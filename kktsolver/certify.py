@@ -5,7 +5,8 @@ optimality interval (1-D) and a verdict with evidence (MATH.md sections 2-3, F3,
 
 Verdicts (decided in this order; every threshold is a field of :class:`CertTolerances`)
 ----------------------------------------------------------------------------------------
-Every verdict but ``infeasible`` and ``not_kkt`` is a KKT point (stationarity within tolerance).
+Every verdict but ``infeasible``, ``not_kkt`` and ``undecided`` is a KKT point (stationarity within
+tolerance).
 
 ``infeasible``
     min_i y_i N(x_i) < 1 - ``feasibility``. Up to float rounding of the margins (proven with
@@ -19,10 +20,22 @@ Every verdict but ``infeasible`` and ``not_kkt`` is a KKT point (stationarity wi
     iterative refinement; residuals are evaluated in long double (:func:`_residual`); when the
     L2 residual is still above tolerance but the L1 optimum does not prove that every L2 residual
     is (L2 >= L1 / sqrt(n (d + 2))), the L2 problem is solved too, so the verdict does not hinge
-    on the norm. A ``not_kkt`` network can still be ``near_global`` (its value certified within
-    ``gap`` of min (P)): a global minimiser of the value up to the gap that is not stationary,
+    on the norm; a residual whose minimality neither proves is ``undecided`` instead. A
+    ``not_kkt`` network can still be ``near_global`` (its value certified within ``gap`` of
+    min (P)): a global minimiser of the value up to the gap that is not stationary,
     e.g. because tiny neurons point against the multipliers (``notes`` names the neurons that
     carry the residual and their share of the objective).
+``undecided``
+    Feasible, stationarity not decided: the multiplier search failed (``notes`` say why: the LP
+    solver and its message, the L2 program's status) and the best multipliers found leave a
+    residual > ``stationarity``. Reached only when the LP failed or its L1 optimum does not prove
+    the L2 residual above tolerance, and the L2 program was skipped (a failed LP on a system of
+    more than ``_FALLBACK_MAX_ENTRIES`` entries), failed, or its "optimal" answer is not
+    confirmed by weak duality with the Euler bound sum lambda <= 1/2||theta||^2 (1 + tol) /
+    kappa (:func:`_dual_proves_above`). Without the LP the multipliers come from lambda = 0, the
+    projected least-squares solution (polished) and, in 1-D, the R-value dual LP's lambda
+    (polished). ``lower_bound``, ``relative_gap`` and ``near_global`` are reported as for every
+    feasible network. Not a KKT point as far as anything was proven; not proven non-KKT either.
 ``global_min`` (1-D only)
     KKT and (1/2||theta||^2 - LB) / (1/2||theta||^2) <= ``gap``, with
     LB = sum lambda / max(1, max_k rho_k(lambda)) over ALL 1-D blocks (MATH.md section 3). LB is a
@@ -54,8 +67,10 @@ Every verdict but ``infeasible`` and ``not_kkt`` is a KKT point (stationarity wi
     is not optimal at u (best residual > ``stationarity``; the F3 situation).
 ``kkt_undecided``
     KKT, local minimality not decided: d > 1 with spare neurons or kinks on data points (the blocks
-    of R^d are not enumerated), more than 2^``max_cells_log2`` cell combinations, or two or more
-    spare neurons with non-unique multipliers and no single violated block. ``notes`` says which.
+    of R^d are not enumerated), more than 2^``max_cells_log2`` cell combinations, two or more
+    spare neurons with non-unique multipliers and no single violated block, or an adjacent
+    cell whose multiplier search failed and left a residual above tolerance that is not proven
+    minimal (no ``kind="cell"`` witness without proof). ``notes`` says which.
 """
 
 from __future__ import annotations
@@ -89,7 +104,15 @@ __all__ = [
     "VERDICTS",
 ]
 
-VERDICTS = ("infeasible", "not_kkt", "kkt", "kkt_undecided", "local_min", "global_min")
+VERDICTS = (
+    "infeasible",
+    "not_kkt",
+    "undecided",
+    "kkt",
+    "kkt_undecided",
+    "local_min",
+    "global_min",
+)
 
 
 @dataclass(frozen=True)
@@ -754,17 +777,57 @@ def _polished(
     return (lam_p, mu_p, stat_p) if stat_p < stat else (lam_s, mu_s, stat)
 
 
-def _best_multipliers(
-    sys_: _System, modes: np.ndarray, stat_tol: float
-) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Multipliers of least stationarity residual: (lam', mu', their L1 and L2 relative residuals).
+# The fallback after a failed multiplier LP is bounded by the size of the system: above this many
+# stored entries of [A_lam, A_mu] the least-squares start and the L2 program are skipped. Where
+# HiGHS fails the system is ill-conditioned, and there both are slow and inconclusive: on 1000
+# points in two clusters of width 1e-4 (0.89e6 entries) the SOCP took 20-40 s and ended "optimal"
+# at 0.99999993 from lambda = 0 but at 0.9999755 from the R-value dual LP's lambda (the same convex
+# program), i.e. its tolerances cannot exclude multipliers ~1e9 that cancel.
+_FALLBACK_MAX_ENTRIES = 200_000
 
-    The LP minimises the L1 norm; its L2 residual can exceed the best L2 residual by up to sqrt(N).
-    When the LP's L2 residual is above ``stat_tol`` but the L1 optimum does not already prove that
-    every L2 residual is (L2 >= L1 / sqrt(N)), the L2 problem itself is solved (a small SOCP), so a
-    verdict never hinges on the choice of norm.
+
+@dataclass(frozen=True, eq=False)
+class _Search:
+    """Outcome of the multiplier search on one system (Clarke or an adjacent cell).
+
+    ``lam``, ``mu``: the best scaled multipliers found; ``stat``: their L2 relative residual
+    (evaluated, :func:`_residual`); ``lp_l1``: the LP's own L1 optimum (None if the LP failed);
+    ``proven``: the minimum residual over ALL valid multipliers is proven > the stationarity
+    tolerance (by the LP optimum, L2 >= L1 / sqrt(N), or by the L2 program, see
+    :func:`_l2_search`); False whenever ``stat`` is within tolerance. ``failures``: messages of
+    the solvers that failed; ``notes``: what the search did beyond the LP.
     """
-    lam_s, mu_s, r1 = _solve_lp(sys_, modes)
+
+    lam: np.ndarray
+    mu: np.ndarray
+    stat: float
+    lp_l1: float | None
+    proven: bool = False
+    failures: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def as_tuple(self, sys_: _System) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """(lam', mu', L1, L2) as :func:`_best_multipliers` returns them."""
+        return self.lam, self.mu, float(np.abs(_residual(sys_, self.lam, self.mu)).sum()), self.stat
+
+
+def _entries(sys_: _System) -> int:
+    return int(sys_.A_lam.nnz + sys_.A_mu.nnz)
+
+
+def _lp_search(sys_: _System, modes: np.ndarray, stat_tol: float) -> _Search:
+    """The multiplier LP (:func:`_solve_lp`), projected and polished; on failure the fallback.
+
+    Fallback when HiGHS fails (MATH.md section 5: ill-conditioned systems): the better of
+    lambda = mu = 0 (residual 1) and, if the system has at most ``_FALLBACK_MAX_ENTRIES`` entries,
+    the least-squares solution over every column projected onto the sign constraints and
+    polished (:func:`_polished`). ``_polish`` alone cannot start from zero: it keeps the support
+    of its start. Nothing is proven about the minimum then (``proven`` = False).
+    """
+    try:
+        lam_s, mu_s, r1 = _solve_lp(sys_, modes)
+    except SolverError as e:
+        return _fallback_search(sys_, modes, str(e))
     lam_s, mu_s = _project(sys_, modes, lam_s, mu_s)
     stat = float(np.linalg.norm(_residual(sys_, lam_s, mu_s)))
     # Reported multipliers are float64: rounding lam'_i moves r by up to 2^-53 |lam'_i| (unit
@@ -774,25 +837,179 @@ def _best_multipliers(
     if stat > representable:
         lam_s, mu_s, stat = _polished(sys_, modes, lam_s, mu_s, stat)
     N = sys_.rhs.size
-    if stat > stat_tol and r1 / np.sqrt(N) <= stat_tol:
-        import cvxpy as cp
+    # the LP optimum proves every L2 residual >= L1 / sqrt(N)
+    proven = stat > stat_tol and r1 / np.sqrt(N) > stat_tol
+    return _Search(lam_s, mu_s, stat, r1, proven)
 
-        dlam, dmu, expr, cons = _polytope_cvx(sys_, modes, None, (lam_s, mu_s))
-        prob = cp.Problem(cp.Minimize(cp.norm2(expr)), cons)
-        try:
-            _solve_cvx(prob)
-        except SolverError:
-            # The SOCP only tightens the L2 residual; without it the residual of the LP
-            # multipliers is still a valid (larger) upper bound on the best one.
-            pass
-        else:
-            lam2 = lam_s + np.asarray(dlam.value, dtype=float)
-            mu2 = mu_s + (np.asarray(dmu.value, dtype=float) if dmu is not None else 0.0)
-            lam2, mu2 = _project(sys_, modes, lam2, mu2)
-            stat2 = float(np.linalg.norm(_residual(sys_, lam2, mu2)))
-            if stat2 < stat:
-                lam_s, mu_s, stat = lam2, mu2, stat2
-    return lam_s, mu_s, float(np.abs(_residual(sys_, lam_s, mu_s)).sum()), stat
+
+def _fallback_search(sys_: _System, modes: np.ndarray, failure: str) -> _Search:
+    """Best multipliers without the LP (see :func:`_lp_search`); nothing proven."""
+    na, P = sys_.A_lam.shape[1], sys_.pairs.shape[0]
+    lam_s, mu_s = np.zeros(na), np.zeros(P)
+    stat = float(np.linalg.norm(_residual(sys_, lam_s, mu_s)))
+    notes = [f"multipliers: {failure}; fell back to other starts"]
+    if na + P and _entries(sys_) <= _FALLBACK_MAX_ENTRIES:
+        z = _ls_solver(sparse.hstack([sys_.A_lam, sys_.A_mu], format="csc"))(sys_.rhs)
+        lam_c, mu_c = _project(sys_, modes, z[:na], z[na:])
+        stat_c = float(np.linalg.norm(_residual(sys_, lam_c, mu_c)))
+        lam_c, mu_c, stat_c = _polished(sys_, modes, lam_c, mu_c, stat_c)
+        if stat_c < stat:
+            lam_s, mu_s, stat = lam_c, mu_c, stat_c
+            notes.append("multipliers: least-squares start, projected and polished")
+    elif na + P:
+        notes.append(
+            f"multipliers: least-squares start skipped ({_entries(sys_)} entries > "
+            f"{_FALLBACK_MAX_ENTRIES})"
+        )
+    return _Search(lam_s, mu_s, stat, None, False, (failure,), tuple(notes))
+
+
+def _l2_socp(
+    sys_: _System, modes: np.ndarray, ref: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """min ||residual||_2 over the multiplier polytope (Clarabel, around ``ref``).
+
+    Returns lam', mu' (projected onto the sign constraints) and the solver status; raises
+    SolverError if Clarabel fails or ends neither "optimal" nor "optimal_inaccurate".
+    """
+    import cvxpy as cp
+
+    dlam, dmu, expr, cons = _polytope_cvx(sys_, modes, None, ref)
+    prob = cp.Problem(cp.Minimize(cp.norm2(expr)), cons)
+    _solve_cvx(prob)
+    lam2 = ref[0] + np.asarray(dlam.value, dtype=float)
+    mu2 = ref[1] + (np.asarray(dmu.value, dtype=float) if dmu is not None else 0.0)
+    lam2, mu2 = _project(sys_, modes, lam2, mu2)
+    return lam2, mu2, str(prob.status)
+
+
+def _euler_bound(sys_: _System, net: ReLUNetwork, Z: np.ndarray, margins: np.ndarray, s: float):
+    """An upper bound on sum_i lambda_i over Clarke multipliers with relative residual <= s.
+
+    With R = theta - sum_i lambda_i h_i (mu) and <theta, R> <= ||theta||^2 s: the v- and
+    (w, b)-rows of h_i each give y_i v_j relu(z_ij) against theta (2-homogeneity), except on a
+    kink pair, whose (w, b) part is y_i v_j mu_ij z_ij instead of lambda_i y_i v_j relu(z_ij);
+    with 0 <= mu_ij <= lambda_i both differ by at most lambda_i delta_i, delta_i =
+    sum_{j: (i, j) pair} |v_j z_ij|. So sum_i lambda_i (y_i N(x_i) - delta_i) <= 1/2||theta||^2
+    (1 + s), and sum lambda <= 1/2||theta||^2 (1 + s) / kappa with kappa = min over active i of
+    y_i N(x_i) - delta_i. None if kappa <= 0 (no bound).
+    """
+    act = sys_.active
+    delta = np.zeros(Z.shape[0])
+    if sys_.pairs.size:
+        pi, pj = sys_.pairs[:, 0], sys_.pairs[:, 1]
+        np.add.at(delta, pi, np.abs(net.v[pj] * Z[pi, pj]))
+    kappa = float(np.min(margins[act] - delta[act], initial=np.inf))
+    if not kappa > 0:
+        return None
+    return 0.5 * sys_.norm_theta**2 * (1.0 + s) / kappa
+
+
+def _dual_proves_above(
+    sys_: _System, lam_s: np.ndarray, mu_s: np.ndarray, stat_tol: float, lam_sum_max: float
+) -> bool:
+    """Is every Clarke multiplier's relative residual provably > ``stat_tol``? (weak duality)
+
+    For y = r / ||r|| (r the residual of (lam', mu')) and any valid (lam', mu') with
+    0 <= mu'_p <= lam'_i: ||b - A lam' - M mu'|| >= <y, b> - sum_i lam'_i gain_i with
+    gain_i = <a_i, y> + sum_{pairs p on i} max(0, <m_p, y>) (mu' at the bound that helps most).
+    Every multiplier with residual <= ``stat_tol`` has sum lambda <= ``lam_sum_max``
+    (:func:`_euler_bound`), so the minimum exceeds ``stat_tol`` if
+    <y, b> - lam_sum_max max_i max(0, gain_i) / c_i > stat_tol. Products in long double on the
+    unscaled system. At a solver's optimum the gains are ~0 up to its tolerance, so this fails
+    (no proof) exactly when the multipliers that could cancel are too large for that tolerance.
+    """
+    LD = np.longdouble
+    r = _residual(sys_, lam_s, mu_s).astype(LD)
+    nr = np.sqrt((r * r).sum())
+    if not nr > 0:
+        return False
+    y = r / nr
+    nt = LD(sys_.norm_theta)
+    b_y = float((sys_.theta_ld / nt) @ y)
+    g_lam = (sys_.A_ld.T @ y) / nt  # per unit of unscaled lambda_i
+    if sys_.pairs.size:
+        g_mu = (sys_.M_ld.T @ y) / nt
+        on = sys_.pair_col >= 0  # pairs on inactive points have mu = 0 in the Clarke system
+        np.add.at(g_lam, sys_.pair_col[on], np.maximum(g_mu[on], 0))
+    worst = float(np.max(np.maximum(g_lam.astype(float), 0.0), initial=0.0))
+    return b_y - lam_sum_max * worst > stat_tol
+
+
+def _l2_search(
+    sys_: _System,
+    modes: np.ndarray,
+    stat_tol: float,
+    found: _Search,
+    lam_sum_max: float | None = None,
+) -> _Search:
+    """The L2 program after the LP (or its fallback) when the residual is above tolerance.
+
+    The LP minimises the L1 norm; its L2 residual can exceed the best L2 residual by up to
+    sqrt(N). When the L2 residual is above ``stat_tol`` and not already proven minimal, the L2
+    problem itself is solved (:func:`_l2_socp`), so a verdict never hinges on the choice of
+    norm. Its answer proves the minimum > ``stat_tol`` if Clarabel says "optimal" and, on the
+    Clarke system (all ``modes`` 0, ``lam_sum_max`` given), weak duality confirms it
+    (:func:`_dual_proves_above`). After a failed LP the program is skipped on systems of more
+    than ``_FALLBACK_MAX_ENTRIES`` entries (see there).
+    """
+    if found.stat <= stat_tol or found.proven:
+        return found
+    notes, failures = list(found.notes), list(found.failures)
+    if found.lp_l1 is None and _entries(sys_) > _FALLBACK_MAX_ENTRIES:
+        notes.append(
+            f"multipliers: L2 program skipped after the LP failure ({_entries(sys_)} entries > "
+            f"{_FALLBACK_MAX_ENTRIES}: slow and inconclusive on such systems)"
+        )
+        return dataclasses.replace(found, notes=tuple(notes))
+    try:
+        lam2, mu2, status = _l2_socp(sys_, modes, (found.lam, found.mu))
+    except SolverError as e:
+        # The SOCP only tightens the L2 residual; without it the residual found is still a
+        # valid (larger) upper bound on the best one, but the minimum is not proven
+        failures.append(str(e))
+        return dataclasses.replace(found, failures=tuple(failures), notes=tuple(notes))
+    stat2 = float(np.linalg.norm(_residual(sys_, lam2, mu2)))
+    lam_s, mu_s, stat = found.lam, found.mu, found.stat
+    if stat2 < stat:
+        lam_s, mu_s, stat = lam2, mu2, stat2
+    proven = status == "optimal" and stat > stat_tol
+    if proven and not np.any(modes):
+        proven = lam_sum_max is not None and _dual_proves_above(
+            sys_, lam_s, mu_s, stat_tol, lam_sum_max
+        )
+        if not proven:
+            notes.append(
+                "multipliers: the L2 program's optimum is not confirmed by weak duality "
+                "(multipliers as large as 1/2||theta||^2 could cancel below its tolerance)"
+            )
+    elif status != "optimal" and stat > stat_tol:
+        failures.append(f"the L2 multiplier program ended {status}")
+    return dataclasses.replace(
+        found,
+        lam=lam_s,
+        mu=mu_s,
+        stat=stat,
+        proven=proven,
+        failures=tuple(failures),
+        notes=tuple(notes),
+    )
+
+
+def _best_multipliers(
+    sys_: _System, modes: np.ndarray, stat_tol: float
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Multipliers of least stationarity residual: (lam', mu', their L1 and L2 relative residuals).
+
+    :func:`_search_cell` without its proof flag (kept for ``benchmarks/bench_certify.py``; the
+    verdicts use :func:`_search_cell`, whose ``proven`` separates ``not_kkt`` from ``undecided``).
+    """
+    return _search_cell(sys_, modes, stat_tol).as_tuple(sys_)
+
+
+def _search_cell(sys_: _System, modes: np.ndarray, stat_tol: float) -> _Search:
+    """:func:`_lp_search` then :func:`_l2_search` on the system with the given pair modes."""
+    return _l2_search(sys_, modes, stat_tol, _lp_search(sys_, modes, stat_tol))
 
 
 # ------------------------------------------------------------- 1-D blocks: rho, polytope programs
@@ -1350,15 +1567,23 @@ def certify(
     sys_ = _build_system(net, Xt, y, Z, active, pairs)
     P = pairs.shape[0]
     clarke = np.zeros(P, dtype=int)
-    lam_s, mu_s, r1, stat = _best_multipliers(sys_, clarke, tol.stationarity)
+    search = _lp_search(sys_, clarke, tol.stationarity)
     b1 = _blocks_1d(dataset, sys_) if dataset.d == 1 and active.size else None
     dual = None  # the R-value dual LP's (lambda, max rho), if the multiplier search ran it
-    if stat > tol.stationarity and b1 is not None and m > 1:
+    if search.stat > tol.stationarity and b1 is not None and m > 1:
         # in 1-D the dual optimum is a KKT multiplier of every global minimiser (strong duality),
-        # so the polish also starts from the R-value dual LP's lambda
-        (lam_s, mu_s, r1, stat), dual = _with_dual_start(
-            sys_, b1, net, Z, clarke, (lam_s, mu_s, r1, stat), notes
+        # so the polish also starts from the R-value dual LP's lambda (before the L2 program,
+        # which it often makes unnecessary)
+        (lam_d, mu_d, _, stat_d), dual = _with_dual_start(
+            sys_, b1, net, Z, clarke, search.as_tuple(sys_), notes
         )
+        if stat_d < search.stat:
+            proven = search.proven and stat_d > tol.stationarity
+            search = dataclasses.replace(search, lam=lam_d, mu=mu_d, stat=stat_d, proven=proven)
+    lam_sum_max = _euler_bound(sys_, net, Z, margins, tol.stationarity)
+    search = _l2_search(sys_, clarke, tol.stationarity, search, lam_sum_max)
+    notes[:0] = search.notes
+    lam_s, mu_s, r1, stat = search.as_tuple(sys_)
     lam = np.zeros(m)
     lam[active] = sys_.c * lam_s
     mu_vals = sys_.cmu * mu_s
@@ -1418,6 +1643,15 @@ def certify(
     witness = None
     if not feasible:
         verdict = "infeasible"
+    elif not is_kkt and stat > tol.stationarity and not search.proven:
+        verdict = "undecided"
+        failed = "; ".join(search.failures) or "no solver failed, but its optimum is not proven"
+        notes.append(
+            f"undecided: the best multipliers found leave residual {stat:.3g} > "
+            f"{tol.stationarity:g}, and no multiplier search proved that none do better "
+            f"({failed})"
+        )
+        notes.append(_residual_note(sys_, lam_s, mu_s, net, objective))
     elif not is_kkt:
         verdict = "not_kkt"
         notes.append(_residual_note(sys_, lam_s, mu_s, net, objective))
@@ -1523,14 +1757,25 @@ def _local_analysis(
         )
         return "kkt_undecided", None
 
+    reasons: set[str] = set()  # why a check ended 'undecided'
+
     def check(modes: np.ndarray) -> Witness | str:
         """'ok', 'undecided', 'fail' (a reduced cell failed) or a Witness (a full cell failed)."""
         full = not np.any(modes == 0)
         if P:
-            lam_c, mu_c, r1c, stat_c = _best_multipliers(sys_, modes, tol.stationarity)
+            found = _search_cell(sys_, modes, tol.stationarity)
+            lam_c, mu_c, r1c, stat_c = found.as_tuple(sys_)
             if stat_c > tol.stationarity:
                 if not full:
                     return "fail"
+                if not found.proven:  # no Witness without a proven residual
+                    reasons.add(
+                        "an adjacent cell's multiplier search failed and its best residual "
+                        f"{stat_c:.3g} is above tolerance ("
+                        + ("; ".join(found.failures) or "optimum not proven")
+                        + ")"
+                    )
+                    return "undecided"
                 return Witness(kind="cell", cell=_cell_desc(sys_, modes), residual=stat_c)
             bound, ref = r1c + tol.stationarity, (lam_c, mu_c)
         else:
@@ -1542,6 +1787,8 @@ def _local_analysis(
             if not full:
                 return "fail"
             return dataclasses.replace(res, cell=_cell_desc(sys_, modes)) if P else res
+        if not res:
+            reasons.add(">= 2 spare neurons, non-unique multipliers, no single violated block")
         return "ok" if res else "undecided"
 
     undecided = False
@@ -1568,10 +1815,7 @@ def _local_analysis(
         notes.append(f"local minimality undecided: {e}")
         return "kkt_undecided", None
     if undecided:
-        notes.append(
-            "local minimality undecided: >= 2 spare neurons, non-unique multipliers, "
-            "no single violated block"
-        )
+        notes.extend(f"local minimality undecided: {r}" for r in sorted(reasons))
         return "kkt_undecided", None
     return "local_min", None
 

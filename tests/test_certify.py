@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 from fractions import Fraction
@@ -13,7 +14,7 @@ import pytest
 from kktsolver.certify import CertTolerances, certify, kkt_support
 from kktsolver.cli import main
 from kktsolver.data import Dataset, save_dataset
-from kktsolver.errors import InputError
+from kktsolver.errors import InputError, SolverError
 from kktsolver.network import ReLUNetwork, save_network
 
 # --------------------------------------------------------------------------- independent helpers
@@ -622,3 +623,132 @@ def test_global_min_on_pairs_of_close_points(pairs, seed):
     cert = certify(res.network, ds)
     assert cert.verdict == "global_min"
     assert cert.stationarity_residual <= max(solver_side, 1e-9) * 10
+
+
+# ------------------------------------------------------ the multiplier LP fails (issue: cl1000)
+# HiGHS can end "Not Set" on ill-conditioned systems. The failure is forced here on networks whose
+# answer is known by hand, so the fallback (other multiplier starts, the L2 program, the verdict
+# ``undecided`` when nothing is proven) is checked against that answer.
+
+certify_module = importlib.import_module("kktsolver.certify")
+
+
+def _lp_fails(*args, **kwargs):
+    raise SolverError("HiGHS failed on the KKT multiplier LP: forced by the test")
+
+
+def _socp_fails(*args, **kwargs):
+    raise SolverError("Clarabel failed on a multiplier-polytope program: forced by the test")
+
+
+@pytest.fixture
+def no_lp(monkeypatch):
+    monkeypatch.setattr(certify_module, "_solve_lp", _lp_fails)
+
+
+@pytest.fixture
+def no_l2(monkeypatch):
+    monkeypatch.setattr(certify_module, "_l2_socp", _socp_fails)
+
+
+def wrong_way_network(ds3: Dataset, r: float = 0.05) -> tuple[ReLUNetwork, float]:
+    """The V optimum plus a negative neuron active on x = 0.9 only (u ~ r (1, -0.7)), rescaled to
+    min margin 1; and a hand lower bound on its stationarity residual for ANY multipliers.
+
+    The extra neuron's v-row reads v_j - lambda_3 y_3 relu(z_3j) with y_3 = +1, lambda_3 >= 0 and
+    v_j < 0, so its absolute residual is >= |v_j| whatever the multipliers."""
+    net = v_network()
+    extra = balanced_net([r * np.array([1.0, -0.7]) / np.hypot(1.0, 0.7)], [-1])
+    both = ReLUNetwork(np.r_[net.v, extra.v], np.vstack([net.W, extra.W]), np.r_[net.b, extra.b])
+    both = both.scaled(1 / np.sqrt(both.margins(ds3.X, ds3.y).min()))
+    assert (both.preactivations(ds3.X)[:, 3] > 0).tolist() == [False, False, True]
+    return both, abs(both.v[3]) / np.linalg.norm(both.theta)
+
+
+def test_lp_failure_still_certifies_the_all_positive_optimum(no_lp):
+    # all labels +1, 0 <= x_1 < ...: optimum 1/sqrt(1 + x_1^2), one neuron u = x~_1 / ||x~_1||^2
+    # (Cauchy-Schwarz at x_1 bounds from below, this neuron attains it); KKT: u / ||u|| =
+    # lambda_1 x~_1, so lambda_1 = 1 / ||x~_1|| = the optimum and every other lambda is 0
+    x = np.array([0.2, 0.5, 0.9])
+    ds = Dataset(x, np.ones(3, dtype=int))
+    opt = 1 / np.sqrt(1 + x[0] ** 2)
+    net = balanced_net([np.array([x[0], 1.0]) / (1 + x[0] ** 2)], [1])
+    assert net.objective() == pytest.approx(opt, rel=1e-15)
+    cert = certify(net, ds)
+    assert any("forced by the test" in n for n in cert.notes)  # the fallback did run
+    assert cert.verdict == "global_min"
+    assert cert.stationarity_residual <= 1e-12
+    assert cert.multipliers == pytest.approx([opt, 0, 0], abs=1e-12)
+    assert cert.lower_bound <= opt * (1 + 1e-12)
+
+
+def test_lp_failure_keeps_hand_derived_kkt_verdicts(ds3, ds4, no_lp, no_l2):
+    # the V optimum (two kinks pinned on x = 0.5: Clarke mu) and the alternating-4 local minimum
+    # (adjacent cells checked) with neither the LP nor the L2 program: the residual is evaluated,
+    # so a KKT verdict needs no proof from either
+    cert = certify(v_network(), ds3)
+    assert cert.verdict == "global_min" and cert.stationarity_residual <= 1e-12
+    assert cert.multipliers == pytest.approx(V_LAM, rel=1e-9)
+    assert certify(alt4_network(), ds4).verdict == "local_min"
+
+
+def test_lp_failure_on_a_non_stationary_network_is_not_kkt_via_the_l2_program(ds3, no_lp):
+    net, floor = wrong_way_network(ds3)
+    cert = certify(net, ds3)
+    assert any("forced by the test" in n for n in cert.notes)
+    assert cert.verdict == "not_kkt"  # proven by the L2 program and weak duality
+    assert cert.stationarity_residual >= floor * (1 - 1e-9) and floor > 1e-2
+
+
+def test_lp_and_l2_failure_is_undecided_with_the_bound_reported(ds3, no_lp, no_l2):
+    net, floor = wrong_way_network(ds3)
+    cert = certify(net, ds3)
+    assert cert.verdict == "undecided" and "undecided" in certify_module.VERDICTS
+    assert cert.stationarity_residual >= floor * (1 - 1e-9)
+    # the certified interval is still there: weak duality against the hand-derived optimum
+    assert 0 < cert.lower_bound <= V_OPT * (1 + 1e-12)
+    assert cert.relative_gap == pytest.approx(
+        (net.objective() - cert.lower_bound) / net.objective()
+    )
+    assert cert.near_global is False  # the extra neuron costs ~0.05 of ~11.6
+    assert any("HiGHS" in n and "forced by the test" in n for n in cert.notes if "undecided" in n)
+    assert json.loads(json.dumps(cert.to_dict()))["verdict"] == "undecided"
+
+
+def test_lp_failure_on_an_adjacent_cell_gives_no_unproven_witness(no_lp, monkeypatch):
+    # the F3 point: both adjacent cells of the pinned kink beat theta (independent cvxpy models in
+    # test_f3_point_...), so each cell's residual is above tolerance; with the L2 program the
+    # residual is proven and the cell witness stands, without it the point is kkt_undecided
+    net, ds = balanced_net(F3_U, [1, 1]), Dataset(F3_X[:, None], F3_Y)
+    cert = certify(net, ds)
+    assert cert.verdict == "kkt" and cert.witness.kind == "cell"
+    monkeypatch.setattr(certify_module, "_l2_socp", _socp_fails)
+    cert = certify(net, ds)
+    assert cert.stationarity_residual < 1e-12  # the Clarke system itself is solved exactly
+    assert cert.verdict == "kkt_undecided" and cert.witness is None
+    assert any("adjacent cell" in n and "forced by the test" in n for n in cert.notes)
+
+
+def test_cli_prints_undecided(tmp_path, ds3, capsys, no_lp, no_l2):
+    data, netf = tmp_path / "d.csv", tmp_path / "n.json"
+    save_dataset(ds3, data)
+    save_network(wrong_way_network(ds3)[0], netf)
+    assert main(["certify", "--data", str(data), "--network", str(netf), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["verdict"] == "undecided" and out["lower_bound"] <= V_OPT * (1 + 1e-12)
+    assert main(["certify", "--data", str(data), "--network", str(netf)]) == 0
+    assert "verdict:               undecided" in capsys.readouterr().out
+
+
+def test_dual_check_refuses_non_optimal_multipliers(ds3):
+    # lambda = 0 on the V optimum: residual 1, but the network IS stationary; weak duality with
+    # the Euler bound on sum lambda must not turn that residual into a proof
+    net = v_network()
+    sup = kkt_support(net, ds3, CertTolerances())
+    sys_ = certify_module._build_system(
+        net, sup.Xt, ds3.y.astype(float), sup.Z, sup.active, sup.pairs
+    )
+    L = certify_module._euler_bound(sys_, net, sup.Z, sup.margins, 1e-6)
+    assert L == pytest.approx(V_OPT * (1 + 1e-6), rel=1e-9)  # all margins 1, kinks exactly on 0.5
+    zero_l, zero_m = np.zeros(sys_.A_lam.shape[1]), np.zeros(sys_.pairs.shape[0])
+    assert not certify_module._dual_proves_above(sys_, zero_l, zero_m, 1e-6, L)
