@@ -58,9 +58,10 @@ Completeness argument (what ``complete=True`` means)
    does not count); a rejected candidate is first re-solved once at tighter
    solver tolerances, since an interior-point optimum is stationary only to ~sqrt(tolerance).
 4. ``complete`` is True only if the search ran to the end (no time budget hit),
-   ``include_pinned`` is True (MATH.md F3: otherwise provably incomplete), and no candidate
-   subproblem failed numerically. With ``max_neurons`` < m it is complete for KKT points of at
-   most ``max_neurons`` neurons (``scope``).
+   ``include_pinned`` is True (MATH.md F3: otherwise provably incomplete), no candidate
+   subproblem failed numerically and no candidate's certificate was ``undecided`` (its multiplier
+   search failed, so it may be a KKT point that is not reported). With ``max_neurons`` < m it is
+   complete for KKT points of at most ``max_neurons`` neurons (``scope``).
 
 Rank test: the optimum of (C_B) is declared non-unique (a face, not reported: its vertices have
 smaller block sets) when the margin matrix of the blocks at their optimal directions, restricted
@@ -802,6 +803,7 @@ class _Search:
             "faces": 0,
             "certified": 0,
             "rejected_by_certificate": 0,
+            "undecided_by_certificate": 0,
             "duplicates": 0,
         }
         self.scope = scope
@@ -836,6 +838,7 @@ class _Search:
             self.complete_if_exhausted
             and self.stopped == "exhausted"
             and self.counters["solver_failed"] == 0
+            and self.counters["undecided_by_certificate"] == 0
             and self.seconds is not None
         )
         return EnumerationResult(
@@ -995,8 +998,10 @@ class _Search:
         interval_only = any("by the certified interval alone" in n for n in cert.notes)
         if cert.verdict not in KKT_VERDICTS or interval_only:
             # certify calls a near-optimal point global_min from its objective gap even when it is
-            # not stationary; such a point is not a KKT point and is not reported
+            # not stationary; such a point is not a KKT point and is not reported. An "undecided"
+            # one (the multiplier search failed) might be: the enumeration is then not complete
             self.counters["rejected_by_certificate"] += 1
+            self.counters["undecided_by_certificate"] += cert.verdict == "undecided"
             return None
         self.counters["certified"] += 1
         fid, cid, new = self.registry.lookup(net, obj, form)

@@ -40,7 +40,7 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("interval_b", "REAL"),
     ("n_negative", "INTEGER"),  # number of flipped (noisy) labels in the instance
     ("width", "INTEGER"),  # width at which the verdict was decided
-    ("verdict", "TEXT"),  # infeasible | not_kkt | kkt | local_min | global_min
+    ("verdict", "TEXT"),  # certify.VERDICTS (infeasible | not_kkt | undecided | kkt | ...)
     ("clean_error", "REAL"),  # Pr_x[N(x) <= 0], exact in 1-D
     ("objective", "REAL"),  # 1/2 ||theta||^2
     ("lower_bound", "REAL"),  # certified lower bound on min (P), when known

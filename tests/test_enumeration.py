@@ -584,3 +584,25 @@ def test_input_errors():
         extreme_kkt(ds, "median")
     with pytest.raises(InputError, match="max_neurons"):
         enumerate_kkt(ds, max_neurons=0)
+
+
+def test_undecided_certificates_make_the_enumeration_incomplete(monkeypatch):
+    """A candidate whose certificate is "undecided" (multiplier search failed) may be a KKT point:
+    it is not reported, it is counted, and the enumeration no longer claims completeness."""
+    import dataclasses
+
+    import kktsolver.enumeration as en
+
+    real = en.certify
+
+    def undecided(net, ds, **kw):
+        return dataclasses.replace(real(net, ds, **kw), verdict="undecided")
+
+    monkeypatch.setattr(en, "certify", undecided)
+    monkeypatch.setattr(en, "fast_certificate", lambda *a, **k: None)
+    rng = np.random.default_rng(3)
+    ds = dataset(np.sort(rng.uniform(0, 1, 4)), (1, -1, 1, -1))
+    res = enumerate_kkt(ds, progress=False).collect()
+    assert res.count == 0
+    assert res.counters["undecided_by_certificate"] > 0
+    assert not res.complete and res.stopped == "exhausted"

@@ -17,8 +17,9 @@ from ._common import require_matching_files
 NAME = "certify"
 HELP = (
     "Certify a network on a dataset: multipliers by LP, residuals, the interval "
-    "[lower bound, 1/2||theta||^2] (1-D) and a verdict in {infeasible, not_kkt, kkt, "
-    "kkt_undecided, local_min, global_min} (kkt_undecided: KKT, local minimality not decided); "
+    "[lower bound, 1/2||theta||^2] (1-D) and a verdict in {infeasible, not_kkt, undecided, kkt, "
+    "kkt_undecided, local_min, global_min} (undecided: the multiplier search failed and "
+    "stationarity is not decided; kkt_undecided: KKT, local minimality not decided); "
     "near_global says whether the value is certified within --tol-gap of the optimum, also for "
     "a not_kkt network. See docs/certify.md."
 )
