@@ -1019,8 +1019,12 @@ def solve_global_large_diagnostics(
     tol = tol or ScaleTolerances()
     if not isinstance(tol, ScaleTolerances):
         raise InputError(f"tol must be a ScaleTolerances or a float, got {tol!r}")
-    if str(solver).upper() != "CLARABEL":
-        raise InputError(f"solve_global_large uses Clarabel for its master; got solver {solver!r}")
+    solver = str(solver).upper()
+    if solver not in ("CLARABEL", "BANDED"):
+        raise InputError(
+            f"solve_global_large solves its programs with 'CLARABEL' (or the all-gaps program with "
+            f"the 'BANDED' interior point of kktsolver.banded_ipm); got solver {solver!r}"
+        )
     if master not in ("auto", "chain", "exact"):
         raise InputError(f"master must be 'auto', 'chain' or 'exact', got {master!r}")
     check_int_range("solve_global_large", "max_iter", max_iter, 1)
@@ -1034,7 +1038,7 @@ def solve_global_large_diagnostics(
     pts, gaps = _initial_sets(sample)
     full = None
     if method != "generation" and master != "exact" and m >= 3 and gaps.size > 0:
-        full = _solve_full(dataset, sample, tol, dict(timings), t_start, progress)
+        full = _solve_full(dataset, sample, tol, dict(timings), t_start, progress, solver)
         # "auto": the generation loop only as a fallback, and only where it is fast (docs/scale.md)
         if full is not None and (
             method == "full" or full[0].status == "optimal" or m > tol.generation_limit
@@ -1273,8 +1277,12 @@ def _solve_full(
     timings: dict[str, float],
     t_start: float,
     progress: bool | None,
+    solver: str = "CLARABEL",
 ) -> tuple[GlobalResult, ScaleDiagnostics] | None:
     """The all-gaps chain program in one interior-point solve, then a certificate (docs/scale.md).
+
+    ``solver`` "BANDED": the program is solved by :func:`kktsolver.banded_ipm.banded_chain_master`
+    (O(m) per iteration), with Clarabel as the fallback if it fails or does not converge.
 
     1. :func:`chain_master` over EVERY point and gap (both signs of kink per gap, O(m) banded
        rows, scaling "dual": its continuity multipliers are the R-values).
@@ -1294,14 +1302,26 @@ def _solve_full(
     pts = np.arange(m)
     t0 = time.perf_counter()
     # equilibration off: measured fewer iterations and a 10x more accurate dual at m = 3000
-    ch = chain_master(
-        sample,
-        pts,
-        np.arange(1, m),
-        tol.full_solver,
-        scaling="dual",
-        settings_extra={"equilibrate_enable": False},
-    )
+    ch, banded = None, False
+    if solver == "BANDED":
+        from .banded_ipm import banded_chain_master
+
+        try:
+            ch = banded_chain_master(sample, tol=tol.full_solver)
+        except SolverError:
+            ch = None
+        if ch is not None and ch.status not in ("Solved", "AlmostSolved"):
+            ch = None
+        banded = ch is not None
+    if ch is None:
+        ch = chain_master(
+            sample,
+            pts,
+            np.arange(1, m),
+            tol.full_solver,
+            scaling="dual",
+            settings_extra={"equilibrate_enable": False},
+        )
     timings["master"] = time.perf_counter() - t0
     bar.update(1)
     t1 = time.perf_counter()
@@ -1362,7 +1382,7 @@ def _solve_full(
     result = replace(result, timings=dict(timings), seconds=time.perf_counter() - t_start)
     diag = ScaleDiagnostics(
         1,
-        ("full:" + ch.status,),
+        (f"full:{'banded' if banded else 'clarabel'}:{ch.status}",),
         (m,),
         (int(ch.U.shape[0]),),
         (ch.seconds,),
@@ -1718,8 +1738,10 @@ def solve_global_large(
     dataset : Dataset (d = 1)
     tol : ScaleTolerances or float, optional
         A float sets ``ScaleTolerances(gap=tol)``.
-    solver : str
-        Only "CLARABEL" (the master is a Clarabel conic program).
+    solver : {"CLARABEL", "BANDED"}
+        "CLARABEL": every conic program by Clarabel. "BANDED": the all-gaps program by the
+        structure-exploiting interior point of :mod:`kktsolver.banded_ipm` (O(m) per iteration;
+        docs/banded_ipm.md), Clarabel where it fails and for everything else.
     max_iter : int
         Maximum number of master solves.
     progress : bool, optional
