@@ -345,8 +345,8 @@ class PiecewiseLinear:
         t = np.asarray(kinks, dtype=dtype)
         d = np.asarray(slope_changes, dtype=dtype)
         zero = np.zeros(1, dtype=dtype)
-        slopes = dtype(left[0]) + np.concatenate([zero, np.cumsum(d)])
-        intercepts = dtype(left[1]) - np.concatenate([zero, np.cumsum(d * t)])
+        slopes = dtype(left[0]) + np.concatenate([zero, compensated_cumsum(d)])
+        intercepts = dtype(left[1]) - np.concatenate([zero, compensated_cumsum(d * t)])
         return cls(t, slopes, intercepts)
 
     @property
@@ -419,6 +419,25 @@ def load_network(path: str | Path) -> ReLUNetwork:
         return ReLUNetwork.from_dict(obj)
     except NetworkError as e:
         raise NetworkError(f"{path}: {e}") from None
+
+
+def compensated_cumsum(a: np.ndarray, axis: int = 0) -> np.ndarray:
+    """np.cumsum with each partial sum correct to ~1 ulp instead of ~sqrt(k) ulps (same dtype).
+
+    Every step s_k = fl(s_{k-1} + a_k) of the plain cumulative sum loses an error that TwoSum
+    recovers exactly from s_{k-1}, a_k and s_k (round to nearest, any binary format), so the
+    errors are computed after the fact, vectorised, and their own (tiny) cumulative sum added.
+    Measured: prefix sums of slope changes ~7e9 in long double erred by ~1e-8 in margins ~1 (two
+    clusters of width 1e-3, m = 1000), which then read as a relative gap of 6.6e-8.
+    """
+    a = np.asarray(a)
+    s = np.cumsum(a, axis=axis)
+    prev = np.concatenate(
+        [np.zeros_like(np.take(s, [0], axis=axis)), np.delete(s, -1, axis=axis)], axis=axis
+    )
+    bb = s - prev
+    err = (prev - (s - bb)) + (a - bb)
+    return s + np.cumsum(err, axis=axis)
 
 
 def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

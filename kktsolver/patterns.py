@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 
 from .data import Dataset
-from .network import ReLUNetwork
+from .network import ReLUNetwork, compensated_cumsum
 
 __all__ = [
     "SortedSample",
@@ -203,7 +203,7 @@ def prefix_sums(sample: SortedSample, weights: np.ndarray) -> np.ndarray:
     """
     ld = np.longdouble
     terms = np.asarray(weights, dtype=ld)[:, None] * sample.xt.astype(ld)
-    return np.vstack([np.zeros((1, 2), dtype=ld), np.cumsum(terms, axis=0)])
+    return np.vstack([np.zeros((1, 2), dtype=ld), compensated_cumsum(terms, axis=0)])
 
 
 def _block_sums(blocks: list[Block], sample: SortedSample, weights: np.ndarray) -> np.ndarray:
@@ -301,6 +301,7 @@ def balanced_neurons(
     signs: np.ndarray,
     x_scale: float = 1.0,
     candidates: int = ROUNDING_CANDIDATES,
+    match: str = "products",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Balanced float64 neurons (v, w, b) = (s q, u / q), q ~ sqrt(||u||), one per row u of U.
 
@@ -328,7 +329,14 @@ def balanced_neurons(
         Largest |x| the network is evaluated on (weights the slope's miss against the bias's).
     candidates : int
         Number of candidates on each side (0: plain rounding of sqrt(||u||)).
+    match : {"products", "kinks"}
+        "kinks": minimise only the miss of the kink, |b / w - beta / alpha| (in extended
+        precision), for callers that correct the magnitudes separately (:mod:`kktsolver.twins`):
+        one quantity to hit, so the best of N candidates misses by ~ulp / N instead of
+        ~ulp / sqrt(N).
     """
+    if match not in ("products", "kinks"):
+        raise ValueError(f"match must be 'products' or 'kinks', got {match!r}")
     ld = np.longdouble
     U = np.asarray(U)
     U = U.astype(ld if U.dtype == ld else float).astype(ld).reshape(-1, 2)
@@ -345,8 +353,13 @@ def balanced_neurons(
         qk_ld = qk.astype(ld)
         wk = (U[:, 0] / qk_ld).astype(float)
         bk = (U[:, 1] / qk_ld).astype(float)
-        miss = np.abs(s * qk_ld * wk - target[:, 0]) * ld(x_scale)
-        miss += np.abs(s * qk_ld * bk - target[:, 1])
+        if match == "kinks":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                miss = np.abs(bk.astype(ld) * U[:, 0] - wk.astype(ld) * U[:, 1])
+                miss = np.where(wk != 0, miss / np.abs(wk.astype(ld) * U[:, 0]), np.inf)
+        else:
+            miss = np.abs(s * qk_ld * wk - target[:, 0]) * ld(x_scale)
+            miss += np.abs(s * qk_ld * bk - target[:, 1])
         better = miss < best
         best = np.where(better, miss, best)
         q, w, b = (np.where(better, new, old) for new, old in ((qk, q), (wk, w), (bk, b)))
@@ -361,12 +374,17 @@ def neuron_from_u(block: Block, u: np.ndarray) -> tuple[float, float, float]:
 
 
 def network_from_blocks(
-    blocks: list[Block], U: np.ndarray, atol: float = 0.0, x_scale: float = 1.0
+    blocks: list[Block],
+    U: np.ndarray,
+    atol: float = 0.0,
+    x_scale: float = 1.0,
+    candidates: int = ROUNDING_CANDIDATES,
+    match: str = "products",
 ) -> ReLUNetwork:
     """Balanced network, one neuron per block with ||u_k|| > atol; 1/2||theta||^2 = sum ||u_k||.
 
-    Neurons by :func:`balanced_neurons` (``x_scale``: largest |x| of the data); U may be long
-    double, and is rounded to float64 only there.
+    Neurons by :func:`balanced_neurons` (``x_scale``: largest |x| of the data; ``candidates``,
+    ``match``: its search); U may be long double, and is rounded to float64 only there.
     """
     U = np.asarray(U)
     U = U.astype(np.longdouble if U.dtype == np.longdouble else float).reshape(len(blocks), 2)
@@ -374,7 +392,7 @@ def network_from_blocks(
     if not np.any(keep):
         return ReLUNetwork(np.zeros(1), np.zeros((1, 1)), np.zeros(1))
     signs = np.array([blk.sign for blk in blocks], dtype=float)[keep]
-    v, w, b = balanced_neurons(U[keep], signs, x_scale)
+    v, w, b = balanced_neurons(U[keep], signs, x_scale, candidates, match)
     return ReLUNetwork(v, w[:, None], b)
 
 

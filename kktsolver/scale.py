@@ -35,7 +35,7 @@ from scipy import sparse
 from .data import Dataset
 from .errors import InputError, SolverError, check_int_range, check_tolerances
 from .global_solver import GlobalResult, GlobalTolerances, _clean_error, kkt_residual
-from .network import ReLUNetwork
+from .network import ReLUNetwork, compensated_cumsum
 from .patterns import Block, SortedSample, network_from_blocks, prefix_sums
 
 __all__ = [
@@ -247,8 +247,8 @@ def margins_extended(
     np.add.at(dP, np.where(kind[r] == 0, 0, gap[r]), SU[r])
     lft = kind == 2
     np.add.at(dQ, gap[lft] - 1, SU[lft])
-    P = np.cumsum(dP, axis=0)
-    Q = np.cumsum(dQ[::-1], axis=0)[::-1]
+    P = compensated_cumsum(dP, axis=0)
+    Q = compensated_cumsum(dQ[::-1], axis=0)[::-1]
     PQ = P + Q
     N = PQ[:, 0] * sample.x.astype(_LD) + PQ[:, 1]
     return np.asarray(sample.y * N, dtype=float)
@@ -1534,8 +1534,8 @@ def _exact_support_values(
 
     def values(dv, Lv, dtype):
         xs_ = xs.astype(dtype)
-        c1 = np.r_[dtype(0), np.cumsum(dv.astype(dtype))]
-        c2 = np.r_[dtype(0), np.cumsum(dv.astype(dtype) * t.astype(dtype))]
+        c1 = np.r_[dtype(0), compensated_cumsum(dv.astype(dtype))]
+        c2 = np.r_[dtype(0), compensated_cumsum(dv.astype(dtype) * t.astype(dtype))]
         return Lv[0] * xs_ + Lv[1] + c1[n_left] * xs_ - c2[n_left]
 
     def adjoint(r):
@@ -1625,6 +1625,60 @@ def _rounded_feasible(
     raise SolverError(f"cannot round the blocks to a feasible network (deficit {deficit:.3g})")
 
 
+#: margin slack of the twin refinement (U is scaled by 1 + slack before rounding, and the twins
+#: aim at the ideal long-double margins times 1 + slack), so that its residual (~1e-10 at m = 1e5,
+#: objective 7.3e10) cannot leave a margin below 1; it costs that much gap. Measured there: gap
+#: 1.26e-9 with 1e-9, 7.6e-10 with 5e-10 (min margin 1 + 4.7e-10)
+TWIN_SLACK = 1e-9
+#: float64 neurons searched per side for the kink nearest each long-double kink (the twins fix the
+#: magnitudes, so only the kink is matched: its miss falls like ulp / candidates). Measured at
+#: m = 1e5 (objective 7.3e10, 18490 neurons): 64 candidates need slack 1e-9 (5e-10 infeasible),
+#: 512 work with 5e-10 too; 0.6 s vs 1.7 s
+TWIN_CANDIDATES = 512
+
+
+def _with_twins(
+    blocks: tuple[Block, ...],
+    U: np.ndarray,
+    ideal: np.ndarray,
+    sample: SortedSample,
+    x_scale: float,
+) -> ReLUNetwork | None:
+    """The float64 network of blocks U with twin neurons (module :mod:`kktsolver.twins`) that
+    put the margins of the points within 1e-6 of margin 1 at their long-double values ``ideal``
+    times 1 + TWIN_SLACK; None if it is not feasible (margins evaluated in extended precision).
+
+    Rounding U to float64 neurons moves a margin by ~eps sum |u| |x~| over the neurons active
+    there (after :func:`patterns.balanced_neurons`), which at objective 2e10 cost a gap of 6.6e-8
+    (two clusters of width 1e-3, m = 1000); the twins' corrections are ~1e-8 relative.
+    """
+    from .twins import refine_with_twins
+
+    # the slack as a scaling of U before rounding (margins are linear in U): LSQR then corrects
+    # only the zero-mean rounding misses (a uniform 5e-9 through LSQR left 6.7e-9, m = 1e5)
+    hi = network_from_blocks(
+        list(blocks),
+        U * _LD(1.0 + TWIN_SLACK),
+        x_scale=x_scale,
+        candidates=TWIN_CANDIDATES,
+        match="kinks",
+    )
+    rows = np.flatnonzero(ideal <= 1.0 + 1e-6)
+    target = np.asarray(ideal[rows], dtype=float) * (1.0 + TWIN_SLACK)
+    net, marg = refine_with_twins(
+        hi,
+        sample.x,
+        sample.y,
+        rows,
+        target,
+        lambda nw: network_margins_extended(nw, sample),
+        # large m: one short round reaches the long double evaluation's noise (m = 1e5: 2e-10
+        # after 200 iterations in 1.7 s; two rounds of 1000 took 12 s for the same margins)
+        **({} if sample.m <= 5000 else {"rounds": 1, "iter_lim": 200}),
+    )
+    return net if float(marg.min()) >= 1.0 else None
+
+
 def _result(
     dataset: Dataset,
     sample: SortedSample,
@@ -1668,6 +1722,7 @@ def _result(
     def exact(nw: ReLUNetwork) -> float:
         return float(network_margins_extended(nw, sample).min())
 
+    U_ideal = Uk
     net, Uk = _rounded_feasible(blocks, Uk, x_scale, exact)
     if sample.m * net.n <= 5e6:  # dense float64 margins (1.3 s of 7 at m = 1e4 with 1900 neurons)
 
@@ -1676,11 +1731,22 @@ def _result(
 
         if 1.0 - FLOAT64_DEFICIT_PAID <= both(net) < 1.0:
             net, Uk = _rounded_feasible(blocks, Uk, x_scale, both)
+    objective = net.objective()
+    gap_rel = (objective - lower) / objective if objective > 0 else 0.0
+    if gap_rel > tol.gap and lower > 0:
+        # rounding may be what costs the gap (objective >~ 1e10): twins carry the LD margins.
+        # Only when needed: they double the neurons, and certify's own bound on the twin network
+        # of m = 2000, p = 0.2, seed 1 was 6.2e-8 against 2.2e-8 without (solver gap 2.5e-9 vs
+        # 5.4e-9)
+        ideal = margins_extended(sample, kind[keep], bgap[keep], bsign[keep], U_ideal)
+        twin = _with_twins(blocks, U_ideal, ideal, sample, x_scale)
+        if twin is not None and twin.objective() < objective:
+            net, Uk = twin, U_ideal
+            objective = net.objective()
+            gap_rel = (objective - lower) / objective
     net_margin = exact(net)
     block_margin = float(margins_extended(sample, kind[keep], bgap[keep], bsign[keep], Uk).min())
     Uk = np.asarray(Uk, dtype=float)
-    objective = net.objective()
-    gap_rel = (objective - lower) / objective if objective > 0 else 0.0
     timings["finish"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     cerr = _clean_error(net, dataset)
