@@ -262,6 +262,21 @@ def test_two_clusters_certified_global_min():
     assert c.verdict == "global_min", (c.verdict, c.stationarity_residual, c.notes[:1])
 
 
+def test_two_narrow_clusters_certified_global_min():
+    """Width 1e-4 at m = 300 (objective 3.6e9): before the session-5 changes the Newton stage's
+    repairs cycled here (gap 1.05e-8, "inaccurate") and then certify found a neuron with 2.3e-6
+    of the objective not stationary (2.8e-6). (The scale path directly: solve_global adds a conic
+    second opinion of ~10 s here, see test_failed_conic_fallback_keeps_the_scale_result.)"""
+    from kktsolver.scale import solve_global_large
+
+    cm = pytest.importorskip("kktsolver.certify")
+    ds = clustered_1d(300, 0.2, 1e-4, seed=5)
+    r = solve_global_large(ds, progress=False)
+    check_result(r, ds, float64_error=1e-6)
+    c = cm.certify(r.network, ds)
+    assert c.verdict == "global_min", (c.verdict, c.stationarity_residual, c.notes[:1])
+
+
 def test_failed_conic_fallback_keeps_the_scale_result(monkeypatch):
     """Between AUTO_SCALE_M and AUTO_CONIC_FALLBACK_M an uncertified scale result gets a conic
     second opinion; if that fails (measured: two clusters of width 1e-4, m = 300, purification LP
