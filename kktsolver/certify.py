@@ -340,7 +340,7 @@ def kkt_support(network: ReLUNetwork, dataset: Dataset, tol: CertTolerances) -> 
     X, y = dataset.X, dataset.y.astype(float)
     Xt = np.column_stack([X, np.ones(dataset.m)])
     Z = network.preactivations(X)
-    margins = network.accurate_margins(X, y, Z)
+    margins = network.accurate_margins(X, y, Z, near=1e-3)  # compared with 1 + tolerances
     norm_theta = float(np.linalg.norm(network.theta))
     sizes = np.sqrt(network.v**2 + network.neuron_norms() ** 2)
     live = sizes > tol.zero_neuron * norm_theta

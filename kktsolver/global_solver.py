@@ -1897,7 +1897,7 @@ def kkt_residual(
     relu = np.maximum(Z, 0.0)
     # float64 margins of cancelling 1e9-sized neurons err by ~1e-6: that dropped a lambda of 1.3e4
     # and read 7e3 for a network certify finds stationary to 2e-6 (m = 2000, p = 0.4, seed 1)
-    margins = net.accurate_margins(X, y, Z)
+    margins = net.accurate_margins(X, y, Z, near=1e-3)  # compared with 1 + active only
     lam = np.where(margins <= 1.0 + active, np.maximum(lam, 0.0), 0.0)
     ly = lam * y
     at_kink = np.abs(Z) <= kink * np.linalg.norm(Xt, axis=1)[:, None] * net.neuron_norms()[None, :]
