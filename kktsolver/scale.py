@@ -1571,10 +1571,9 @@ def _exact_support_values(
 
     def adjoint(r):
         # d/d(d_k) of f(x_j) is (x_j - t_k) for the j whose n_left > k: suffix sums over j
-        r1 = np.zeros(K + 1)
-        r2 = np.zeros(K + 1)
-        np.add.at(r1, n_left, r)
-        np.add.at(r2, n_left, r * xs)
+        r = np.asarray(r, dtype=float)  # (LSQR's vectors; bincount takes no long double)
+        r1 = np.bincount(n_left, weights=r, minlength=K + 1)
+        r2 = np.bincount(n_left, weights=r * xs, minlength=K + 1)
         s1 = np.cumsum(r1[::-1])[::-1][1:]  # sum over j with n_left >= k + 1
         s2 = np.cumsum(r2[::-1])[::-1][1:]
         return np.r_[s2 - t * s1, r @ xs, r.sum()]
