@@ -343,3 +343,26 @@ def test_accurate_margins_match_rational_arithmetic():
     # rational value (a long double sum was off by 7e-12 here, float64 by 6.7e-9)
     np.testing.assert_array_equal(acc, exact)
     assert np.max(np.abs(plain - exact)) > 1e-10  # not vacuous: float64 really errs here
+
+
+def test_accurate_margins_near_recomputes_only_rows_near_one():
+    """near=: rows whose float64 margin is provably farther than near from 1 keep their float64
+    value; the rows near 1 are still the exact ones."""
+    rng = np.random.default_rng(5)
+    n = 40
+    t = 0.3 + 1e-3 * rng.random(n)
+    w = rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(3, 4, n)
+    net = ReLUNetwork(rng.normal(size=n) * 1e4, w[:, None], -w * t)
+    x = 0.3 + 1e-3 * rng.random(30)
+    y = np.ones(30)
+    full = net.accurate_margins(x[:, None], y)
+    # targets near 1 for half of the rows: shift y so that y N(x) = 1 + tiny there
+    scale_rows = np.where(np.arange(30) < 15, 1.0 / full, 1.0)  # rows 0..14 get margin ~1
+    y2 = y * scale_rows
+    exact = net.accurate_margins(x[:, None], y2)
+    near = net.accurate_margins(x[:, None], y2, near=1e-3)
+    plain = net.margins(x[:, None], y2)
+    np.testing.assert_array_equal(near[:15], exact[:15])
+    far = np.abs(plain[15:] - 1) > 1e-2
+    assert far.any()
+    np.testing.assert_array_equal(near[15:][far], plain[15:][far])
