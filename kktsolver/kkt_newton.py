@@ -328,7 +328,7 @@ class _System:
 
     def start(self, R0: np.ndarray, sigma0: np.ndarray) -> np.ndarray:
         z = np.zeros(self.N)
-        z[: self.n] = self.R0 = R0
+        z[: self.n] = R0
         z[self.o_s : self.o_d] = sigma0
         z[self.o_d : self.o_t] = self.st.d_int
         z[self.o_t : self.o_r] = self.st.t_int - self.xa[self.st.k_int]
@@ -416,7 +416,7 @@ class _System:
         )
         return F, J
 
-    def mended(self, J: sparse.spmatrix, x: np.ndarray) -> KKTStructure | None:
+    def mended(self, J: sparse.spmatrix, x: np.ndarray, R0: np.ndarray) -> KKTStructure | None:
         """The structure to try instead of a structurally singular one, or None if nothing to mend.
 
         Interior intervals and ray points whose equations a maximum matching leaves unmatched go
@@ -426,6 +426,7 @@ class _System:
         5e-9 apart between +1 labels, its V-shaped kink between them read as a ray on one of them;
         R linear between two contacts would exceed the strictly convex w there. An adjacent ray
         with the sign of R at that point moves into the gap between them (the closer one if both).
+        ``R0``: R at the support points (the start of the solve).
         """
         Jr = J.tocsr()
         bad = np.flatnonzero(maximum_bipartite_matching(Jr, perm_type="column") < 0)
@@ -436,7 +437,7 @@ class _System:
         rays = self.st.k_ray[bad[bad >= t0 + 2 * K] - t0 - 2 * K]
         free = np.flatnonzero(maximum_bipartite_matching(Jr, perm_type="row")[:n] < 0)
         move, into = [], []
-        sR = np.sign(self.R0[free])
+        sR = np.sign(R0[free])
         for j, s in zip(free, sR, strict=True):
             options = [
                 (self.D[q], r, q)
@@ -480,7 +481,7 @@ def solve_structure(
     z = sysm.start(R0, sigma0)
     F, J = sysm(z)
     if structural_rank(J.tocsr()) < sysm.N:
-        return sysm.mended(J, x)
+        return sysm.mended(J, x, R0)
     scale = np.maximum(np.abs(z), 1.0)  # columns: R, t ~ 1; slopes ~ 1e5 .. 1e9
     fn, it, msg = float(np.abs(F).max()), 0, "converged"
     for it in range(1, max_iter + 1):  # noqa: B007 (reported)
