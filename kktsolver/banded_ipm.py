@@ -912,36 +912,28 @@ def banded_chain_master(
 
 
 def _to_chain_solution(P, x, yv, zl, status, secs, it) -> _ChainSolution:
-    """Map the scaled iterate to chain_master's fields (chain_master's own formulas)."""
+    """Map the scaled iterate to chain_master's fields (:meth:`_ChainSolution.from_iterate`)."""
     n = P.n
     F, (a, b, _) = x
     Dk = np.repeat(P.D, 2)
-    al = np.minimum(a * Dk * P.C, 0.0)  # tiny cone violations of the iterate, as chain_master
-    be = np.maximum(b * Dk * P.C, 0.0)
-    U = np.column_stack([be - al, al * P.xr - be * P.xl]) / Dk[:, None]
-    slope0 = (F[1] - F[0] - float(be[0] - be[1])) / P.D[0]  # interval 0 before its kinks
-    L0 = np.array([slope0, F[0] - slope0 * P.x[0]])
     lam = np.maximum(zl[:n], 0.0) * P.C
     R = np.zeros(n)
     R[1:-1] = yv
-    obj = float(np.sum(np.linalg.norm(U, axis=1)))
-    for name, v in (("F", F), ("U", U), ("lam", lam), ("R", R)):
-        if not np.all(np.isfinite(v)):
-            raise SolverError(f"banded IPM: non-finite {name} in the solution ({status})")
-    return _ChainSolution(
-        L0,
-        np.repeat(np.arange(1, n), 2),
-        P.sk.astype(int),
-        U,
-        lam,
-        R,
-        al,
-        be,
-        F,
+    sol = _ChainSolution.from_iterate(
+        P.x,
         np.arange(n),
         np.repeat(np.arange(n - 1), 2),
-        obj,
+        P.sk,
+        F,
+        a * Dk * P.C,
+        b * Dk * P.C,
+        lam,
+        R,
         status,
         secs,
         int(it),
     )
+    for name, v in (("F", sol.F), ("U", sol.U), ("lam", sol.lam), ("R", sol.R)):
+        if not np.all(np.isfinite(v)):
+            raise SolverError(f"banded IPM: non-finite {name} in the solution ({status})")
+    return sol

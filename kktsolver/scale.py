@@ -280,6 +280,64 @@ class _ChainSolution:
     seconds: float
     iterations: int
 
+    @classmethod
+    def from_iterate(
+        cls,
+        x: np.ndarray,
+        points: np.ndarray,
+        interval: np.ndarray,
+        sign: np.ndarray,
+        F: np.ndarray,
+        alpha: np.ndarray,
+        beta: np.ndarray,
+        lam: np.ndarray,
+        R: np.ndarray,
+        status: str,
+        seconds: float,
+        iterations: int,
+    ) -> _ChainSolution:
+        """The solution from a master's iterate (:func:`chain_master`,
+        :func:`kktsolver.banded_ipm.banded_chain_master`): values F at the selected ``points`` of
+        the sorted sample ``x``, per kink its ``interval`` j (between points j and j + 1), sign,
+        alpha <= 0 <= beta (tiny cone violations of the iterate clipped), u_k = (beta - alpha,
+        alpha x_R - beta x_L) / D_k; the leftmost linear piece L0 from interval 0 before its
+        kinks, slope (F_1 - F_0 - sum_{I_0} s beta) / D_0."""
+        xs = x[points]
+        n, K = xs.size, interval.size
+        D = np.diff(xs)
+        al, be = np.minimum(alpha, 0.0), np.maximum(beta, 0.0)
+        xl, xr = xs[interval], xs[np.minimum(interval + 1, n - 1)]
+        U = (
+            np.column_stack([be - al, al * xr - be * xl]) / D[interval][:, None]
+            if K
+            else np.zeros((0, 2))
+        )
+        if n >= 2:
+            in0 = interval == 0
+            slope0 = (F[1] - F[0] - float(np.sum(sign[in0] * be[in0]))) / D[0]
+        else:
+            slope0 = 0.0
+        L0 = np.array([slope0, F[0] - slope0 * xs[0]])
+        gap = points[np.minimum(interval + 1, n - 1)]  # the full-sample gap g: x_{g-1} < t < x_g
+        obj = float(np.sum(np.linalg.norm(U, axis=1)))
+        return cls(
+            L0,
+            gap,
+            np.asarray(sign).astype(int),
+            U,
+            lam,
+            R,
+            al,
+            be,
+            F,
+            points,
+            interval,
+            obj,
+            status,
+            seconds,
+            iterations,
+        )
+
 
 def chain_master(
     sample: SortedSample,
@@ -424,17 +482,6 @@ def chain_master(
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(Z))):
         raise SolverError(f"chain master: Clarabel returned a non-finite iterate ({status})")
     X = X * colscale
-    F, al, be = X[iF], X[ia], X[ib]
-    al, be = np.minimum(al, 0.0), np.maximum(be, 0.0)  # tiny cone violations of the iterate
-    U = np.column_stack([be - al, al * xr - be * xl]) / Dk[:, None] if K else np.zeros((0, 2))
-    # leftmost linear piece: slope on interval 0 before its kinks is (F_1 - F_0 - sum_{I_0} s
-    # beta) / D_0
-    if n >= 2:
-        in0 = jk == 0
-        slope0 = (F[1] - F[0] - float(np.sum(sk[in0] * be[in0]))) / D[0]
-    else:
-        slope0 = 0.0
-    L0 = np.array([slope0, F[0] - slope0 * xs[0]])
     lam = np.maximum(Z[rm], 0.0) * C
     R = np.zeros(n)
     if nz:
@@ -443,23 +490,8 @@ def chain_master(
         # R = C nu is the R-function of lambda = C z_margin (docs/scale.md)
         j = np.arange(nz)
         R[1:-1] = C * Z[:nz] * D[j] * D[j + 1] * wrow
-    obj = float(np.sum(np.linalg.norm(U, axis=1)))
-    return _ChainSolution(
-        L0,
-        np.repeat(gaps, 2),
-        sk.astype(int),
-        U,
-        lam,
-        R,
-        al,
-        be,
-        F,
-        pts,
-        jk,
-        obj,
-        status,
-        secs,
-        int(sol.iterations),
+    return _ChainSolution.from_iterate(
+        x, pts, jk, sk, X[iF], X[ia], X[ib], lam, R, status, secs, int(sol.iterations)
     )
 
 
