@@ -338,8 +338,7 @@ def balanced_neurons(
     if match not in ("products", "kinks"):
         raise ValueError(f"match must be 'products' or 'kinks', got {match!r}")
     ld = np.longdouble
-    U = np.asarray(U)
-    U = U.astype(ld if U.dtype == ld else float).astype(ld).reshape(-1, 2)
+    U = np.asarray(U, dtype=ld).reshape(-1, 2)
     s = np.asarray(signs, dtype=float).reshape(-1)
     norm = np.sqrt(U[:, 0] * U[:, 0] + U[:, 1] * U[:, 1])
     q0 = np.sqrt(norm).astype(float)
