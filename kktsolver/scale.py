@@ -34,8 +34,14 @@ from scipy import sparse
 
 from .data import Dataset
 from .errors import InputError, SolverError, check_int_range, check_tolerances
-from .global_solver import GlobalResult, GlobalTolerances, _clean_error, kkt_residual
-from .network import ReLUNetwork, compensated_cumsum
+from .global_solver import (
+    KKT_ACCEPT,
+    GlobalResult,
+    GlobalTolerances,
+    _clean_error,
+    kkt_residual,
+)
+from .network import PiecewiseLinear, ReLUNetwork, compensated_cumsum
 from .patterns import Block, SortedSample, network_from_blocks, prefix_sums
 
 __all__ = [
@@ -94,6 +100,10 @@ class ScaleTolerances:
         Clarabel tolerance of the all-gaps program: the LPs that follow restore the accuracy, so a
         loose solve suffices (measured at m = 1e4: 1e-10 -> 5.1 s in Clarabel, 1e-8 -> 3.2 s, same
         certified gap class, 6.8e-9 vs 3.2e-9).
+    direct_solver : float
+        Tolerance of the all-gaps program on the direct path (method="auto"): KKT Newton needs
+        only the structure from it, not its accuracy (measured at m = 1e4, seed 0: 1e-6 -> 25
+        banded iterations, Newton converged in 2 steps; 1e-4 -> Newton did not converge).
     generation_limit : int
         method="auto": the column-generation loop is tried after an uncertified all-gaps solve only
         up to this m (it takes ~2 minutes at m = 1e4).
@@ -102,7 +112,8 @@ class ScaleTolerances:
         (deterministic, unlike a time limit). Measured: 1-5 on most seed-setting datasets,
         25 on m = 2000, p = 0.2, seed 1; at m = 1e4 a stationary point took 12 (2.9 s).
     newton_work_large : float
-        The same budget above ``generation_limit`` points, where the stage's time counts against
+        The same budget above ``generation_limit`` points on the LP path (the direct path always
+        uses ``newton_work``), where the stage's time counts against
         the 1e4-in-seconds target and ``certify`` cannot judge the result in reasonable time
         (it took 891 s at m = 1e4, session 4): the stage then stops after about one structure
         solve.
@@ -118,12 +129,13 @@ class ScaleTolerances:
     tight: float = 1e-6
     tight_primal: float = 1e-8
     full_solver: float = 1e-8
+    direct_solver: float = 1e-6
     generation_limit: int = 5000
     newton_work: float = 30.0
     newton_work_large: float = 3.0
 
     _POSITIVE = ("price", "margin", "solver", "gap", "cut", "support", "tight", "tight_primal")
-    _POSITIVE += ("full_solver", "newton_work", "newton_work_large")
+    _POSITIVE += ("full_solver", "direct_solver", "newton_work", "newton_work_large")
 
     def __post_init__(self) -> None:
         check_int_range("ScaleTolerances", "cut_rounds", self.cut_rounds, 1)
@@ -1061,7 +1073,7 @@ def _initial_sets(sample: SortedSample) -> tuple[np.ndarray, np.ndarray]:
 def solve_global_large_diagnostics(
     dataset: Dataset,
     tol: ScaleTolerances | float | None = None,
-    solver: str = "CLARABEL",
+    solver: str = "AUTO",
     max_iter: int = 30,
     progress: bool | None = None,
     master: str = "auto",
@@ -1083,10 +1095,11 @@ def solve_global_large_diagnostics(
     if not isinstance(tol, ScaleTolerances):
         raise InputError(f"tol must be a ScaleTolerances or a float, got {tol!r}")
     solver = str(solver).upper()
-    if solver not in ("CLARABEL", "BANDED"):
+    if solver not in ("AUTO", "CLARABEL", "BANDED"):
         raise InputError(
             f"solve_global_large solves its programs with 'CLARABEL' (or the all-gaps program with "
-            f"the 'BANDED' interior point of kktsolver.banded_ipm); got solver {solver!r}"
+            f"the 'BANDED' interior point of kktsolver.banded_ipm; 'AUTO': banded on the direct "
+            f"path only); got solver {solver!r}"
         )
     if master not in ("auto", "chain", "exact"):
         raise InputError(f"master must be 'auto', 'chain' or 'exact', got {master!r}")
@@ -1101,7 +1114,9 @@ def solve_global_large_diagnostics(
     pts, gaps = _initial_sets(sample)
     full = None
     if method != "generation" and master != "exact" and m >= 3 and gaps.size > 0:
-        full = _solve_full(dataset, sample, tol, dict(timings), t_start, progress, solver)
+        full = _solve_full(
+            dataset, sample, tol, dict(timings), t_start, progress, solver, method == "auto"
+        )
         # "auto": the generation loop only as a fallback, and only where it is fast (docs/scale.md)
         if full is not None and (
             method == "full" or full[0].status == "optimal" or m > tol.generation_limit
@@ -1333,6 +1348,83 @@ def _primal_from_dual(
     return None
 
 
+def _all_gaps_master(
+    sample: SortedSample, tol_value: float, banded: bool
+) -> tuple[_ChainSolution, bool]:
+    """The all-gaps chain program (every point, both kink signs in every gap, scaling "dual") at
+    tolerance ``tol_value``: by :func:`kktsolver.banded_ipm.banded_chain_master` if ``banded``,
+    by Clarabel otherwise or if the banded solve fails. Returns (solution, solved by banded)."""
+    m = sample.m
+    if banded:
+        from .banded_ipm import banded_chain_master
+
+        try:
+            ch = banded_chain_master(sample, tol=tol_value)
+        except SolverError:
+            ch = None
+        if ch is not None and ch.status in ("Solved", "AlmostSolved"):
+            return ch, True
+    # equilibration off: measured fewer iterations and a 10x more accurate dual at m = 3000
+    ch = chain_master(
+        sample,
+        np.arange(m),
+        np.arange(1, m),
+        tol_value,
+        scaling="dual",
+        settings_extra={"equilibrate_enable": False},
+    )
+    return ch, False
+
+
+def _direct(
+    dataset: Dataset,
+    sample: SortedSample,
+    ch: _ChainSolution,
+    tol: ScaleTolerances,
+    timings: dict[str, float],
+    t_start: float,
+) -> tuple[GlobalResult, float, float, str] | str:
+    """The direct path: KKT Newton straight from a loose all-gaps solve, no LPs (docs/scale.md).
+
+    The interior point at ``tol.direct_solver`` already shows the optimal structure (support =
+    lambda_j > tol.support max lambda or margin <= 1 + tol.direct_solver; kinks; R-values from its
+    continuity multipliers); :func:`_newton_network` solves that structure's KKT system exactly
+    and certifies it with its own R-values. Returns (result, block objective, block min margin)
+    if the result is "optimal" (gap <= tol.gap, margins >= 1), else a message saying why not (the
+    caller then runs the LP path).
+    """
+    t1 = time.perf_counter()
+    x, y = sample.x, sample.y
+    lam = np.asarray(ch.lam, dtype=float)
+    if not lam.max(initial=0.0) > 0:
+        return "no multipliers"
+    pl = PiecewiseLinear.from_kinks(*kinks_from_chain(ch, x))
+    support = np.flatnonzero(lam > tol.support * lam.max())
+    active = (y * pl(x) <= 1.0 + tol.direct_solver) & (x >= x[support[0]]) & (x <= x[support[-1]])
+    support = np.union1d(support, np.flatnonzero(active))
+    R = np.asarray(ch.R, dtype=float)
+    # the full budget at every m: from this start Newton needs a few steps (m = 1e5, seed 2: two
+    # steps and one repair, 0.45 s; the large-m budget of the final stage stopped it before the
+    # repair)
+    found = _newton_network(sample, support, R, pl, tol, tol.newton_work)
+    timings["kkt_newton"] = time.perf_counter() - t1
+    if isinstance(found, str):
+        return found
+    arrays, bound, point = found
+    converged = ch.status in ("Solved", "AlmostSolved")
+    new, block_objective, block_margin = _result(
+        dataset, sample, arrays, bound, converged, tol, timings, t_start, "scale-full", 1
+    )
+    if new.status != "optimal":
+        return f"Newton point not certified (gap {new.relative_gap:.1e})"
+    new, msg = _stationarity_message(new, dataset, sample, bound[1], point)
+    if new.stationarity is not None and new.stationarity > KKT_ACCEPT:
+        # the LP path's Newton start is closer (30 clustered points, width 1e-4: 6.2e-8 here,
+        # 6.1e-10 there), and solve_global's "auto" accepts only <= KKT_ACCEPT
+        return f"stationarity {new.stationarity:.1e} > {KKT_ACCEPT:g}"
+    return new, block_objective, block_margin, msg
+
+
 def _solve_full(
     dataset: Dataset,
     sample: SortedSample,
@@ -1340,12 +1432,15 @@ def _solve_full(
     timings: dict[str, float],
     t_start: float,
     progress: bool | None,
-    solver: str = "CLARABEL",
+    solver: str = "AUTO",
+    direct: bool = True,
 ) -> tuple[GlobalResult, ScaleDiagnostics] | None:
     """The all-gaps chain program in one interior-point solve, then a certificate (docs/scale.md).
 
-    ``solver`` "BANDED": the program is solved by :func:`kktsolver.banded_ipm.banded_chain_master`
-    (O(m) per iteration), with Clarabel as the fallback if it fails or does not converge.
+    ``direct``: first the direct path (:func:`_direct`: the program at ``tol.direct_solver``, then
+    KKT Newton, no LPs); the steps below only if that is not certified. ``solver``: who solves
+    the program (:func:`_all_gaps_master`): "BANDED" the banded interior point on both paths,
+    "AUTO" on the direct path only, "CLARABEL" Clarabel on both.
 
     1. :func:`chain_master` over EVERY point and gap (both signs of kink per gap, O(m) banded
        rows, scaling "dual": its continuity multipliers are the R-values).
@@ -1361,30 +1456,36 @@ def _solve_full(
 
     m, x = sample.m, sample.x
     show = sys.stderr.isatty() if progress is None else bool(progress)
+    direct_msg = ""
+    if direct:
+        t0 = time.perf_counter()
+        ch, banded = _all_gaps_master(sample, tol.direct_solver, solver != "CLARABEL")
+        timings["master"] = time.perf_counter() - t0
+        found = _direct(dataset, sample, ch, tol, dict(timings), t_start)
+        if not isinstance(found, str):
+            result, block_objective, block_margin, msg = found
+            diag = ScaleDiagnostics(
+                1,
+                (f"direct:{'banded' if banded else 'clarabel'}:{ch.status}",),
+                (m,),
+                (int(ch.U.shape[0]),),
+                (ch.seconds,),
+                (result.max_rho,),
+                (float("nan"),),  # the master's own network is not formed on this path
+                float("nan"),
+                result.max_rho,
+                f"direct (KKT Newton from the all-gaps program at {tol.direct_solver:g}: {msg})",
+                block_objective,
+                block_margin,
+                tol,
+            )
+            return result, diag
+        direct_msg = f"direct path: {found}; "
+        timings["direct"] = time.perf_counter() - t0
     bar = tqdm(total=3, desc="scale (all gaps)", disable=not show, leave=False)
     pts = np.arange(m)
     t0 = time.perf_counter()
-    # equilibration off: measured fewer iterations and a 10x more accurate dual at m = 3000
-    ch, banded = None, False
-    if solver == "BANDED":
-        from .banded_ipm import banded_chain_master
-
-        try:
-            ch = banded_chain_master(sample, tol=tol.full_solver)
-        except SolverError:
-            ch = None
-        if ch is not None and ch.status not in ("Solved", "AlmostSolved"):
-            ch = None
-        banded = ch is not None
-    if ch is None:
-        ch = chain_master(
-            sample,
-            pts,
-            np.arange(1, m),
-            tol.full_solver,
-            scaling="dual",
-            settings_extra={"equilibrate_enable": False},
-        )
+    ch, banded = _all_gaps_master(sample, tol.full_solver, solver == "BANDED")
     timings["master"] = time.perf_counter() - t0
     bar.update(1)
     t1 = time.perf_counter()
@@ -1453,7 +1554,7 @@ def _solve_full(
         (float(marg.min()),),
         flips_res,
         best[2],
-        f"full (dual LP rounds: {dual_rounds}, primal from {primal_from}; "
+        f"{direct_msg}full (dual LP rounds: {dual_rounds}, primal from {primal_from}; "
         f"KKT Newton: {newton_msg})",
         block_objective,
         block_margin,
@@ -1469,6 +1570,81 @@ def _r_values(sample: SortedSample, lam: np.ndarray) -> np.ndarray:
     csum = prefix_sums(sample, np.asarray(lam, dtype=float) * sample.y)
     suffix = csum[-1][None, :] - csum[1:]  # sum_{i > j}, j = 0 .. m - 1
     return np.asarray(suffix[:, 0] - sample.x.astype(_LD) * suffix[:, 1], dtype=float)
+
+
+def _newton_network(
+    sample: SortedSample,
+    support: np.ndarray,
+    R: np.ndarray,
+    pl: PiecewiseLinear,
+    tol: ScaleTolerances,
+    work_per_point: float,
+) -> tuple[tuple, tuple[float, np.ndarray, float], object] | str:
+    """A stationary point of the structure that ``support`` (sorted indices), the R-values ``R``
+    at every point and the piecewise-linear ``pl`` show (module ``kkt_newton``), as block arrays
+    with the lower bound of its own R-certificate.
+
+    Returns (block arrays, (lower bound, lambda in sorted order, max rho), Newton point), or a
+    message saying why there is none (no solvable structure, not converged, flips infeasible).
+    ``work_per_point``: the Newton budget in iterations times unknowns, per data point.
+    """
+    from .kkt_newton import WorkBudget, chain_kkt_newton
+
+    x, y, m = sample.x, sample.y, sample.m
+    sigma = pl.slope(x[support])
+    finite = np.isfinite(pl.kinks)  # (a neuron with tiny |w| has its kink at +-inf)
+    t, d = pl.kinks[finite], pl.slope_changes[finite]
+    large = m > tol.generation_limit
+    work = WorkBudget(work_per_point * m)
+    point = chain_kkt_newton(x, y, support, R[support], t, d, sigma, work=work)
+    if point is None:
+        return "no solvable structure"
+    if not point.converged:
+        return f"{point.message} (residual {point.residual:.1e})"
+    # kinks of negligible mass (repair seeds that Newton left at ~0) are dropped: the certifier
+    # would count them as neurons whose direction is not pinned by anything
+    cost = np.abs(point.d) * np.hypot(1.0, point.t)
+    big = cost > 1e-12 * cost.sum()
+    # large m: LSQR reaches the long-double noise (2.3e-10 at m = 1e5) within 25 iterations; each
+    # costs 4 ms there
+    lsqr_iter = 50 if large else 200
+    dk, L0 = _exact_support_values(
+        x, y, point.support, point.t[big], point.d[big], point.L0, iter_lim=lsqr_iter
+    )
+    blk = _chain_blocks(point.t[big], dk, L0, x)
+    if blk is None:
+        return "flips infeasible"
+    pts = np.unique(np.r_[0, point.support, m - 1])
+    Rp = np.interp(x[pts], x[point.support], point.R)
+    Rp[(x[pts] < x[point.support[0]]) | (x[pts] > x[point.support[-1]])] = 0.0
+    # lambda from R's second differences over gaps down to 1e-9 carries rounding (~1e-12 of
+    # max lambda, negative at some points); the certificate would charge that to rho absolutely
+    Rp = _repair_nonnegative(x[pts], y[pts], Rp)
+    cert = r_certificate(sample, pts, Rp)
+    lam_new = np.zeros(m)
+    lam_new[pts] = cert.lam
+    # the flips' residual linear part (~1e-13) would become all-active neurons: the dual prices
+    # that block at rho = 0 (sum lambda y x~ = 0), so any mass there is non-stationary; margins
+    # lose ~1e-13, which the scaling in _result restores
+    kind, gap, sign, U = blk[0]
+    norms = np.linalg.norm(U, axis=1)
+    keep = (kind != 0) | (norms > 1e-9 * norms.sum())
+    arrays = (kind[keep], gap[keep], sign[keep], U[keep])
+    return arrays, (cert.lower_bound(), lam_new, cert.max_rho), point
+
+
+def _stationarity_message(
+    new: GlobalResult, dataset: Dataset, sample: SortedSample, lam: np.ndarray, point
+) -> tuple[GlobalResult, str]:
+    """``new`` with the stationarity residual of the Newton point (dense O(m n), so only where
+    m n <= STATIONARITY_CHECK_MAX) and the stage's message."""
+    msg = f"stationary point, residual {point.residual:.1e}, {point.iterations} steps"
+    stationarity = None
+    if sample.m * new.network.n <= STATIONARITY_CHECK_MAX:  # O(m n) dense pre-activations
+        # at the Newton point's own multipliers (result.multipliers may hold a better bound's)
+        stationarity = kkt_residual(new.network, dataset, sample.unsort(lam))
+        msg += f", stationarity {stationarity:.1e}"
+    return replace(new, stationarity=stationarity, message="KKT Newton: " + msg), msg
 
 
 def _stationary_point(
@@ -1490,9 +1666,7 @@ def _stationary_point(
     ``result``'s lower bound is <= tol.gap or <= ``result``'s gap; otherwise ``result`` stands.
     Returns (new result or None, message).
     """
-    from .kkt_newton import WorkBudget, chain_kkt_newton
-
-    x, y, m = sample.x, sample.y, sample.m
+    x, y = sample.x, sample.y
     lam = result.multipliers[sample.order]
     if not np.any(lam > 0):
         return None, "no multipliers"
@@ -1505,43 +1679,13 @@ def _stationary_point(
     support = np.flatnonzero(lam > 1e-9 * lam.max())
     active = (y * pl(x) <= at_one) & (x >= x[support[0]]) & (x <= x[support[-1]])
     support = np.union1d(support, np.flatnonzero(active))
-    sigma = pl.slope(x[support])
-    finite = np.isfinite(pl.kinks)  # (a neuron with tiny |w| has its kink at +-inf)
-    t, d = pl.kinks[finite], pl.slope_changes[finite]
-    R = _r_values(sample, lam)
-    per_point = tol.newton_work if m <= tol.generation_limit else tol.newton_work_large
-    work = WorkBudget(per_point * m)
-    point = chain_kkt_newton(x, y, support, R[support], t, d, sigma, work=work)
-    if point is None:
-        return None, "no solvable structure"
-    if not point.converged:
-        return None, f"{point.message} (residual {point.residual:.1e})"
-    # kinks of negligible mass (repair seeds that Newton left at ~0) are dropped: the certifier
-    # would count them as neurons whose direction is not pinned by anything
-    cost = np.abs(point.d) * np.hypot(1.0, point.t)
-    big = cost > 1e-12 * cost.sum()
-    dk, L0 = _exact_support_values(x, y, point.support, point.t[big], point.d[big], point.L0)
-    blk = _chain_blocks(point.t[big], dk, L0, x)
-    if blk is None:
-        return None, "flips infeasible"
-    pts = np.unique(np.r_[0, point.support, m - 1])
-    Rp = np.interp(x[pts], x[point.support], point.R)
-    Rp[(x[pts] < x[point.support[0]]) | (x[pts] > x[point.support[-1]])] = 0.0
-    # lambda from R's second differences over gaps down to 1e-9 carries rounding (~1e-12 of
-    # max lambda, negative at some points); the certificate would charge that to rho absolutely
-    Rp = _repair_nonnegative(x[pts], y[pts], Rp)
-    cert = r_certificate(sample, pts, Rp)
-    lam_new = np.zeros(m)
-    lam_new[pts] = cert.lam
-    # the flips' residual linear part (~1e-13) would become all-active neurons: the dual prices
-    # that block at rho = 0 (sum lambda y x~ = 0), so any mass there is non-stationary; margins
-    # lose ~1e-13, which the scaling in _result restores
-    kind, gap, sign, U = blk[0]
-    norms = np.linalg.norm(U, axis=1)
-    keep = (kind != 0) | (norms > 1e-9 * norms.sum())
-    arrays = (kind[keep], gap[keep], sign[keep], U[keep])
+    per_point = tol.newton_work if sample.m <= tol.generation_limit else tol.newton_work_large
+    found = _newton_network(sample, support, _r_values(sample, lam), pl, tol, per_point)
+    if isinstance(found, str):
+        return None, found
+    arrays, bound, point = found
+    lam_new = bound[1]
     # any dual certificate bounds min (P): keep the better of the Newton point's and the input's
-    bound = (cert.lower_bound(), lam_new, cert.max_rho)
     if result.lower_bound > bound[0]:
         bound = (result.lower_bound, lam, result.max_rho)
     new, _, _ = _result(
@@ -1558,13 +1702,7 @@ def _stationary_point(
     )
     if not (new.relative_gap <= max(tol.gap, result.relative_gap) and new.min_margin >= 1.0):
         return None, f"Newton point not certified (gap {new.relative_gap:.1e})"
-    msg = f"stationary point, residual {point.residual:.1e}, {point.iterations} steps"
-    stationarity = None
-    if m * new.network.n <= STATIONARITY_CHECK_MAX:  # O(m n) dense pre-activations
-        # at the Newton point's own multipliers (result.multipliers hold the better bound's)
-        stationarity = kkt_residual(new.network, dataset, sample.unsort(lam_new))
-        msg += f", stationarity {stationarity:.1e}"
-    return replace(new, stationarity=stationarity, message="KKT Newton: " + msg), msg
+    return _stationarity_message(new, dataset, sample, lam_new, point)
 
 
 def _exact_support_values(
@@ -1575,6 +1713,7 @@ def _exact_support_values(
     d: np.ndarray,
     L0: np.ndarray,
     rounds: int = 3,
+    iter_lim: int = 200,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Slope changes and leftmost line (long double) with f(x_j) = y_j at the support points.
 
@@ -1584,7 +1723,10 @@ def _exact_support_values(
     >= 1 turns into a gap of that size). Iterative refinement: the residual y_j - f(x_j) in long
     double, the least-norm correction (LSQR in float64, O(m + K) per product through prefix
     sums) added in long double. The changes are of the size of the value residual over the
-    distances between kinks and points, far below |d|: kinks and signs stay.
+    distances between kinks and points, far below |d|: kinks and signs stay. ``rounds`` rounds
+    of at most ``iter_lim`` LSQR iterations (stopping after a round that gained less than 4x in
+    max |y_j - f(x_j)| cost certify's verdict on two clusters of width 1e-4, m = 300: global_min
+    became undecided).
     """
     from scipy.sparse.linalg import LinearOperator, lsqr
 
@@ -1620,7 +1762,7 @@ def _exact_support_values(
         res = np.asarray(y[support] - values(dl, L, ld), dtype=float)
         if not np.any(res):
             break
-        step = lsqr(op, res, atol=1e-14, btol=1e-14, iter_lim=200)[0]
+        step = lsqr(op, res, atol=1e-14, btol=1e-14, iter_lim=iter_lim)[0]
         dl = dl + step[:K].astype(ld)
         L = L + step[K:].astype(ld)
     out = np.empty(K, dtype=ld)
@@ -1654,7 +1796,8 @@ def _rounded_feasible(
     x_scale: float,
     min_margin: Callable[[ReLUNetwork], float],
     tries: int = 12,
-) -> tuple[ReLUNetwork, np.ndarray]:
+    hopeless: float | None = None,
+) -> tuple[ReLUNetwork, np.ndarray] | None:
     """The float64 network of blocks U (long double, min margin ~1) with ``min_margin`` >= 1.
 
     Rounding moves the margins by a random ~eps sum |u| (a few 1e-9 at objective 1e9, after
@@ -1664,12 +1807,15 @@ def _rounded_feasible(
     the scaling (by i q, far above the rounding's ~1e-16), so it is the cheapest (m = 1e4: 0.3 s
     of 12 roundings saved). (Overshooting by the deficit and rounding again, as before, left a new
     deficit as large as the first and cost 6e-9 of gap at m = 2000, p = 0.2, seed 1.) Returns
-    (network, the U it rounds).
+    (network, the U it rounds); None, without scanning, if the first rounding's deficit exceeds
+    ``hopeless``.
     """
     net = network_from_blocks(list(blocks), U, x_scale=x_scale)
     deficit = 1.0 - min_margin(net)
     if deficit <= 0:
         return net, U
+    if hopeless is not None and deficit > hopeless:
+        return None
     q = max(deficit, 1e-16) / 4
     growth = [i * q for i in range(1, tries)] + [tries * q * 2.0**j for j in range(1, 65)]
     for g in growth:
@@ -1778,27 +1924,46 @@ def _result(
         return float(network_margins_extended(nw, sample).min())
 
     U_ideal = Uk
-    net, Uk = _rounded_feasible(blocks, Uk, x_scale, exact)
-    if sample.m * net.n <= 5e6:  # dense float64 margins (1.3 s of 7 at m = 1e4 with 1900 neurons)
 
-        def both(nw: ReLUNetwork) -> float:
-            return min(exact(nw), float(nw.margins(sample.x[:, None], sample.y).min()))
-
-        if 1.0 - FLOAT64_DEFICIT_PAID <= both(net) < 1.0:
-            net, Uk = _rounded_feasible(blocks, Uk, x_scale, both)
-    objective = net.objective()
-    gap_rel = (objective - lower) / objective if objective > 0 else 0.0
-    if gap_rel > tol.gap and lower > 0:
-        # rounding may be what costs the gap (objective >~ 1e10): twins carry the LD margins.
-        # Only when needed: they double the neurons, and certify's own bound on the twin network
-        # of m = 2000, p = 0.2, seed 1 was 6.2e-8 against 2.2e-8 without (solver gap 2.5e-9 vs
-        # 5.4e-9)
+    def with_twins() -> ReLUNetwork | None:
         ideal = margins_extended(sample, kind[keep], bgap[keep], bsign[keep], U_ideal)
-        twin = _with_twins(blocks, U_ideal, ideal, sample, x_scale)
-        if twin is not None and twin.objective() < objective:
-            net, Uk = twin, U_ideal
-            objective = net.objective()
-            gap_rel = (objective - lower) / objective
+        return _with_twins(blocks, U_ideal, ideal, sample, x_scale)
+
+    twin, twins_tried = None, False
+    scan = _rounded_feasible(
+        blocks, Uk, x_scale, exact, hopeless=2.0 * tol.gap if lower > 0 else None
+    )
+    if scan is None:
+        # the first rounding misses by more than 2 tol.gap: the scaling that absorbs that costs
+        # more than the gap (m = 1e5, seeds 0-2: misses 2.0e-8 .. 1.3e-7, and the scan's networks
+        # had gaps > 1e-8 every time), so the twins come first and the scan only if they fail
+        twin, twins_tried = with_twins(), True
+        if twin is None:
+            scan = _rounded_feasible(blocks, Uk, x_scale, exact)
+    if twin is not None:
+        net, Uk = twin, U_ideal
+        objective = net.objective()
+    else:
+        net, Uk = scan
+        if sample.m * net.n <= 5e6:  # dense float64 margins (1.3 s of 7 at m = 1e4, 1900 neurons)
+
+            def both(nw: ReLUNetwork) -> float:
+                return min(exact(nw), float(nw.margins(sample.x[:, None], sample.y).min()))
+
+            if 1.0 - FLOAT64_DEFICIT_PAID <= both(net) < 1.0:
+                net, Uk = _rounded_feasible(blocks, Uk, x_scale, both)
+        objective = net.objective()
+        gap_rel = (objective - lower) / objective if objective > 0 else 0.0
+        if gap_rel > tol.gap and lower > 0 and not twins_tried:
+            # rounding may be what costs the gap (objective >~ 1e10): twins carry the LD margins.
+            # Only when needed: they double the neurons, and certify's own bound on the twin
+            # network of m = 2000, p = 0.2, seed 1 was 6.2e-8 against 2.2e-8 without (solver gap
+            # 2.5e-9 vs 5.4e-9)
+            twin = with_twins()
+            if twin is not None and twin.objective() < objective:
+                net, Uk = twin, U_ideal
+                objective = net.objective()
+    gap_rel = (objective - lower) / objective if objective > 0 else 0.0
     net_margin = exact(net)
     block_margin = float(margins_extended(sample, kind[keep], bgap[keep], bsign[keep], Uk).min())
     Uk = np.asarray(Uk, dtype=float)
@@ -1836,7 +2001,7 @@ def _result(
 def solve_global_large(
     dataset: Dataset,
     tol: ScaleTolerances | float | None = None,
-    solver: str = "CLARABEL",
+    solver: str = "AUTO",
     max_iter: int = 30,
     progress: bool | None = None,
     master: str = "auto",
@@ -1859,10 +2024,11 @@ def solve_global_large(
     dataset : Dataset (d = 1)
     tol : ScaleTolerances or float, optional
         A float sets ``ScaleTolerances(gap=tol)``.
-    solver : {"CLARABEL", "BANDED"}
+    solver : {"AUTO", "CLARABEL", "BANDED"}
         "CLARABEL": every conic program by Clarabel. "BANDED": the all-gaps program by the
         structure-exploiting interior point of :mod:`kktsolver.banded_ipm` (O(m) per iteration;
-        docs/banded_ipm.md), Clarabel where it fails and for everything else.
+        docs/banded_ipm.md), Clarabel where it fails and for everything else. "AUTO" (default):
+        banded for the direct path's loose solve, Clarabel after it.
     max_iter : int
         Maximum number of master solves.
     progress : bool, optional
@@ -1872,9 +2038,11 @@ def solve_global_large(
         subproblem.ConvexSubproblem on the selected points (small or kink-free problems; loses
         accuracy at m ~ 1e5); "auto": chain, falling back to exact (generation loop only).
     method : {"auto", "full", "generation"}
-        "full": the all-gaps program only; "generation": the column-generation loop only; "auto":
-        full, then (if it is not certified and m <= tol.generation_limit, or if the flips LP is
-        infeasible, e.g. all labels equal) the generation loop.
+        "full": the all-gaps program with its LPs only; "generation": the column-generation loop
+        only; "auto": the direct path (the all-gaps program at ``tol.direct_solver``, then KKT
+        Newton, no LPs); if that is not certified, full; then (if that is not certified and
+        m <= tol.generation_limit, or if the flips LP is infeasible, e.g. all labels equal) the
+        generation loop.
 
     Raises
     ------

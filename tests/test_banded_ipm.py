@@ -254,9 +254,10 @@ def test_solve_global_large_with_the_banded_master():
     from kktsolver.scale import solve_global_large, solve_global_large_diagnostics
 
     ds = noisy_constant_1d(1000, 0.1, seed=2)
-    a, diag = solve_global_large_diagnostics(ds, solver="BANDED", progress=False)
+    # method="full": the LP path, whose program is solved at tol.full_solver by the solver chosen
+    a, diag = solve_global_large_diagnostics(ds, solver="BANDED", method="full", progress=False)
     assert diag.master[0] == "full:banded:Solved"
-    b = solve_global_large(ds, progress=False)
+    b = solve_global_large(ds, solver="CLARABEL", method="full", progress=False)
     for r in (a, b):
         assert r.status == "optimal" and r.relative_gap <= 1e-8 and r.min_margin >= 1.0
     # each objective is within its gap of min (P), and each bound below it

@@ -343,3 +343,38 @@ def test_exact_support_values_restores_the_value_equations():
     # move by far less than their size (1e3 .. 1e9)
     assert np.all(np.sign(np.asarray(dk, dtype=float)) == np.sign(d))
     assert np.max(np.abs(np.asarray(dk, dtype=float) - d_bad)) < 1e-2
+
+
+# ------------------------------------------------------------------ the direct path (session 6)
+
+
+@pytest.mark.parametrize("m,p,seed", [(1000, 0.1, 0), (600, 0.4, 1)])
+def test_direct_path_agrees_with_the_lp_path(m, p, seed):
+    """method="auto" certifies KKT Newton's point straight from a loose (1e-6) banded solve; the
+    LP path (method="full", Clarabel at 1e-8, dual and primal LPs) is a different algorithm with
+    its own certificate. Both intervals [lower_bound, objective] contain min (P), so they must
+    overlap; and the direct point is a KKT point: sum lambda = 1/2||theta||^2 (Euler, MATH.md
+    section 2) and a small stationarity residual with its own multipliers."""
+    from kktsolver.scale import solve_global_large_diagnostics
+
+    d = noisy_constant_1d(m, p, seed=seed)
+    a, diag = solve_global_large_diagnostics(d, progress=False)
+    assert diag.master[0] == "direct:banded:Solved" and diag.loop.startswith("direct")
+    b = solve_global_large(d, solver="CLARABEL", method="full", progress=False)
+    for r in (a, b):
+        assert r.status == "optimal" and r.relative_gap <= 1e-8 and r.min_margin >= 1.0
+    assert a.lower_bound <= b.objective * (1 + 1e-12) and b.lower_bound <= a.objective * (1 + 1e-12)
+    assert a.multipliers.sum() == pytest.approx(a.objective, rel=1e-8)
+    assert a.stationarity is not None and a.stationarity <= 1e-8
+
+
+def test_direct_path_failure_falls_back_to_the_lp_path(monkeypatch):
+    """When the direct path has no certified point, the LP path runs and says why in the loop."""
+    import kktsolver.scale as scale_module
+
+    monkeypatch.setattr(scale_module, "_direct", lambda *a, **k: "stubbed failure")
+    d = noisy_constant_1d(400, 0.1, seed=3)
+    r, diag = scale_module.solve_global_large_diagnostics(d, progress=False)
+    assert diag.loop.startswith("direct path: stubbed failure; full")
+    assert diag.master[0] == "full:clarabel:Solved"
+    assert r.status == "optimal" and r.relative_gap <= 1e-8 and r.min_margin >= 1.0
