@@ -1,11 +1,14 @@
 """Certified global minimum of (P) in 1-D for large m (10^3 - 10^5 points).
 
-Default (``_solve_full``): ONE Clarabel solve of the banded chain program over all points and gaps,
-scaled so that its continuity multipliers are the dual's R-values; R made linear off the support
-(a certificate in linear time), then a small dual LP and a primal LP with fixed kink positions
-(HiGHS) sharpen both bounds. Fallback: column-and-constraint generation with a small restricted
-master. The certificate sum lambda / max(1, max_k rho_k) <= min (P) <= sum_k ||u_k|| (MATH.md
-section 3) decides correctness. Details and measurements: docs/scale.md.
+Default, the direct path (``_direct``): ONE loose (1e-6) solve of the banded chain program over all
+points and gaps (:mod:`kktsolver.banded_ipm`), scaled so that its continuity multipliers are the
+dual's R-values; its support, kinks and R-values are the start of Newton on the exact KKT system
+(:mod:`kktsolver.kkt_newton`), whose point is certified by its own R-values. If that is not
+certified, the LP path (``_solve_full``): the program at 1e-8 (Clarabel), R made linear off the
+support, a small dual LP and a primal LP with fixed kink positions (HiGHS), then the same Newton
+stage. Fallback: column-and-constraint generation with a small restricted master. The
+certificate sum lambda / max(1, max_k rho_k) <= min (P) <= sum_k ||u_k|| (MATH.md section 3)
+decides correctness. Details and measurements: docs/scale.md.
 
 * Master ("chain" form). f = N_theta is written by its values F_j = f(x_{r_j}) at the selected
   points and, per kink in a selected gap (x_L, x_R), alpha = <u, x~_L> <= 0 <= beta = <u, x~_R>,
@@ -1413,7 +1416,7 @@ def _direct(
     arrays, bound, point = found
     converged = ch.status in ("Solved", "AlmostSolved")
     new, block_objective, block_margin = _result(
-        dataset, sample, arrays, bound, converged, tol, timings, t_start, "scale-full", 1
+        dataset, sample, arrays, bound, converged, tol, timings, t_start, "scale-direct", 1
     )
     if new.status != "optimal":
         return f"Newton point not certified (gap {new.relative_gap:.1e})"
@@ -2016,8 +2019,9 @@ def solve_global_large(
     ``network`` (one balanced neuron per block, scaled so that every margin, evaluated exactly in
     extended precision from the float64 parameters, is >= 1), ``lower_bound`` = sum lambda /
     max(1, max_k rho_k) over every block, ``status`` "optimal" iff the loop converged,
-    relative_gap <= tol.gap and min_margin >= 1; ``formulation`` is "scale-full", "scale-chain"
-    or "scale-exact", ``rounds`` the number of master solves, ``conic`` None.
+    relative_gap <= tol.gap and min_margin >= 1; ``formulation`` is "scale-direct" (the direct
+    path), "scale-full" (the LP path), "scale-chain" or "scale-exact", ``rounds`` the number of
+    master solves, ``conic`` None.
 
     Parameters
     ----------
