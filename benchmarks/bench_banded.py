@@ -1,7 +1,7 @@
 """Benchmark: banded interior point (kktsolver.banded_ipm) vs Clarabel on the all-gaps program.
 
 Usage:  python benchmarks/bench_banded.py [--ms 1000 10000 30000 100000] [--seed 0] [--p 0.1]
-        [--tol 1e-8] [--no-clarabel-above M]
+        [--tol 1e-8] [--no-clarabel-above M] [--repeat N] [--stages]
         python benchmarks/bench_banded.py --agreement [--tol 1e-10]
         python benchmarks/bench_banded.py --hard [--tol 1e-8]
 
@@ -10,7 +10,11 @@ scaling="dual")`` (Clarabel with _solve_full's settings: tol, equilibration off)
 ``noisy_constant_1d(m, p, seed)``, in the same process, one after the other. Prints m, seconds and
 iterations of both, the time ratio Clarabel / banded, seconds per iteration per 1e4 points (flat if
 the cost per iteration is O(m)), CPU seconds (time.process_time: the machine is shared), the
-relative objective difference, the max |R| difference and both statuses.
+relative objective difference, the max |R| difference and both statuses. ``--repeat N``: the
+banded solve runs N times and its minimum wall time is reported (the machine is shared).
+``--stages``: after the table, where one banded solve spends its time (wall seconds per stage,
+measured by wrapping the module's internal functions; stages nest: the initial point contains
+Newton solves, "W^p v" runs inside the others).
 
 ``--agreement``: instead, the agreement table of issue 8 (acceptance 1): both solvers at ``--tol``
 on seed-setting data (m in 30, 300, 1000, 3000; p in 0.1, 0.4; seeds 0, 1) and adversarial sets
@@ -143,6 +147,58 @@ def hard(tol: float) -> None:
         )
 
 
+#: (owner attribute path, label) of the stages timed by --stages
+_STAGES = [
+    ("_initial_point", "initial point (2 solves, W = I)"),
+    ("_soc_nt", "NT scaling + lambda"),
+    ("_Newton._factor_kinks", "per-kink factors (Gram-Schmidt)"),
+    ("_Newton._factor_cholesky", "Cholesky of S (pbtrf)"),
+    ("_Newton._factor_lu", "banded LU (gbtrf)"),
+    ("_Newton._solve_once", "Newton solves"),
+    ("_Newton._apply", "refinement residual"),
+    ("_residuals", "residuals"),
+    ("_measures", "stopping measures"),
+    ("_soc_step", "step lengths (SOC)"),
+    ("_lin_step", "step lengths (linear)"),
+    ("_SocScaling.apply", "W^p v"),
+]
+
+
+def stage_profile(sample, tol: float) -> tuple[float, dict]:
+    """Wall seconds and calls per stage of one banded solve (wrappers removed afterwards)."""
+    import functools
+
+    from kktsolver import banded_ipm as B
+
+    acc: dict = {}
+    saved = []
+    for path, label in _STAGES:
+        owner = B
+        *outer, name = path.split(".")
+        for part in outer:
+            owner = getattr(owner, part)
+        f = getattr(owner, name)
+        saved.append((owner, name, f))
+
+        def timed(*a, _f=f, _label=label, **k):
+            t0 = time.perf_counter()
+            try:
+                return _f(*a, **k)
+            finally:
+                sec, calls = acc.get(_label, (0.0, 0))
+                acc[_label] = (sec + time.perf_counter() - t0, calls + 1)
+
+        setattr(owner, name, functools.wraps(f)(timed))
+    try:
+        t0 = time.perf_counter()
+        B.banded_chain_master(sample, tol=tol)
+        total = time.perf_counter() - t0
+    finally:
+        for owner, name, f in saved:
+            setattr(owner, name, f)
+    return total, acc
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ms", type=int, nargs="+", default=[1000, 10000, 30000, 100000])
@@ -150,6 +206,8 @@ def main() -> None:
     ap.add_argument("--p", type=float, default=0.1)
     ap.add_argument("--tol", type=float, default=1e-8)
     ap.add_argument("--no-clarabel-above", type=int, default=10**9, metavar="M")
+    ap.add_argument("--repeat", type=int, default=1, help="banded runs per m (min wall time)")
+    ap.add_argument("--stages", action="store_true", help="per-stage times of one banded solve")
     ap.add_argument("--agreement", action="store_true", help="print the agreement table instead")
     ap.add_argument("--hard", action="store_true", help="run the hard sets (banded only) instead")
     args = ap.parse_args()
@@ -173,9 +231,12 @@ def main() -> None:
     print(head)
     for m in args.ms:
         s = SortedSample.from_dataset(noisy_constant_1d(m, args.p, seed=args.seed))
-        t0, c0 = time.perf_counter(), time.process_time()
-        b = banded_chain_master(s, tol=args.tol)
-        tb, cb = time.perf_counter() - t0, time.process_time() - c0
+        tb = cb = np.inf
+        for _ in range(max(1, args.repeat)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            b = banded_chain_master(s, tol=args.tol)
+            tb = min(tb, time.perf_counter() - t0)
+            cb = min(cb, time.process_time() - c0)
         per = tb / max(b.iterations, 1) / (m / 1e4)
         if m <= args.no_clarabel_above:
             t0, c0 = time.perf_counter(), time.process_time()
@@ -201,6 +262,13 @@ def main() -> None:
                 f"{'-':>3} {'-':>6} {'-':>12} {'-':>8}  {b.status} / -",
                 flush=True,
             )
+    if args.stages:
+        for m in args.ms:
+            s = SortedSample.from_dataset(noisy_constant_1d(m, args.p, seed=args.seed))
+            total, acc = stage_profile(s, args.tol)
+            print(f"\nstages of one banded solve, m = {m}, tol = {args.tol:g}: {total:.3f} s")
+            for label, (sec, calls) in sorted(acc.items(), key=lambda kv: -kv[1][0]):
+                print(f"  {label:34} {sec:7.3f} s {calls:5d} calls")
 
 
 if __name__ == "__main__":

@@ -263,3 +263,109 @@ def test_solve_global_large_with_the_banded_master():
     # each objective is within its gap of min (P), and each bound below it
     assert a.lower_bound <= b.objective * (1 + 1e-12) and b.lower_bound <= a.objective * (1 + 1e-12)
     assert a.objective == pytest.approx(b.objective, rel=2e-8)
+
+
+# --------------------------------------------------------------------------- session 6: the
+# rewritten per-iteration kernels (operators, NT scaling, step lengths, chunking)
+
+
+def _soc_interior(rng, k, margin=1e-3):
+    v = rng.standard_normal((3, k))
+    v[0] = np.hypot(v[1], v[2]) * (1.0 + margin * rng.random(k)) + 1e-12
+    return v
+
+
+def test_operator_transposes_and_apply_match_dense_matrices():
+    """<A x, y> = <x, A'y> and <G x, z> = <x, G'z> for random vectors (the in-place rewrites of
+    _AT / _GT must stay the transposes), and _Newton._apply (used by the refinement) equals the
+    KKT matrix [[0, A', G'], [A, 0, 0], [G, 0, -W^2]] assembled from the operators, W^2 built as
+    a dense matrix from the NT formula W = beta [[w0, w1'], [w1, I + w1 w1' / (1 + w0)]]."""
+    from kktsolver import banded_ipm as B
+
+    rng = np.random.default_rng(4)
+    P = B.build_chain_program(SortedSample.from_dataset(noisy_constant_1d(15, 0.3, seed=1)))
+    n, K = P.n, P.K
+    F, k = rng.standard_normal(n), rng.standard_normal((3, K))
+    yv, zl, zq = (
+        rng.standard_normal(n - 2),
+        rng.standard_normal(n + 2 * K),
+        rng.standard_normal((3, K)),
+    )
+    aF, ak = B._AT(P, yv)
+    assert B._A(P, F, k) @ yv == pytest.approx(F @ aF + np.sum(k * ak), rel=1e-12)
+    assert np.all(ak[2] == 0.0)
+    gl, gq = B._G(P, F, k)
+    gF, gk = B._GT(P, zl, zq)
+    assert gl @ zl + np.sum(gq * zq) == pytest.approx(F @ gF + np.sum(k * gk), rel=1e-12)
+
+    s, z = _soc_interior(rng, K), _soc_interior(rng, K)
+    sc, lam = B._soc_nt(s, z)
+    # dense NT scaling per kink, from its definition (Vandenberghe, section 4)
+    W = np.empty((K, 3, 3))
+    for i in range(K):
+        J = np.diag([1.0, -1.0, -1.0])
+        ds, dz = s[:, i] @ J @ s[:, i], z[:, i] @ J @ z[:, i]
+        sb, zb = s[:, i] / np.sqrt(ds), z[:, i] / np.sqrt(dz)
+        gam = np.sqrt((1 + sb @ zb) / 2)
+        w = (sb + J @ zb) / (2 * gam)
+        w1 = w[1:]
+        Wi = np.empty((3, 3))
+        Wi[0, 0], Wi[0, 1:], Wi[1:, 0] = w[0], w1, w1
+        Wi[1:, 1:] = np.eye(2) + np.outer(w1, w1) / (1 + w[0])
+        W[i] = (ds / dz) ** 0.25 * Wi
+        assert W[i] @ z[:, i] == pytest.approx(lam[:, i], rel=1e-9, abs=1e-12)
+        assert np.linalg.solve(W[i], s[:, i]) == pytest.approx(lam[:, i], rel=1e-9, abs=1e-12)
+    wl2 = rng.random(n + 2 * K) + 0.5
+    nt = B._Newton(P, wl2, sc)
+    dx, dy = (F, k), yv
+    dz = (zl, zq)
+    (rF, rk), ry, (rl, rq) = nt._apply(dx, dy, dz)
+    W2z = np.einsum("kij,kjl,lk->ik", W, W, zq)
+    assert rF == pytest.approx(gF + aF, rel=1e-12, abs=1e-12)
+    assert rk == pytest.approx(gk + ak, rel=1e-12, abs=1e-12)
+    assert ry == pytest.approx(B._A(P, F, k), rel=1e-12, abs=1e-12)
+    assert rl == pytest.approx(gl - wl2 * zl, rel=1e-12, abs=1e-12)
+    assert rq == pytest.approx(gq - W2z, rel=1e-9, abs=1e-9 * np.max(np.abs(W2z)))
+
+
+def test_soc_step_lands_on_the_cone_boundary():
+    """_soc_step's alpha: lam + alpha d has a block on the boundary of SOC_3 (det ~ 0, smallest
+    eigenvalue lam0 - |lam1| ~ 0) and lam + 0.999 alpha d is interior in every block; a direction
+    inside the cone gives inf. Checked against the eigenvalues lam0 +- |lam1| directly."""
+    from kktsolver import banded_ipm as B
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        K = 50
+        lam = _soc_interior(rng, K, margin=1.0)
+        d = rng.standard_normal((3, K)) * 10.0 ** rng.uniform(-3, 3)
+        a = B._soc_step(lam, d)
+        v = lam + a * d
+        eig_min = v[0] - np.hypot(v[1], v[2])
+        assert np.min(eig_min) == pytest.approx(0.0, abs=1e-9 * np.max(np.abs(v)))
+        v = lam + 0.999 * a * d
+        assert np.all(v[0] - np.hypot(v[1], v[2]) > 0)
+    inside = _soc_interior(rng, 30)
+    assert B._soc_step(_soc_interior(rng, 30), inside) == np.inf
+    assert B._lin_step(np.ones(3), np.array([1.0, -0.5, -0.25])) == pytest.approx(2.0)
+    assert B._lin_step(np.ones(3), np.ones(3)) == np.inf
+
+
+def test_the_result_does_not_depend_on_the_chunking(monkeypatch):
+    """The per-kink work runs in slices of at most CHUNK kinks (balanced). Every kink's
+    arithmetic is the same whatever the slicing, so a tiny CHUNK (many unequal-looking slices,
+    a remainder) must reproduce the default run bit for bit."""
+    from kktsolver import banded_ipm as B
+
+    s = SortedSample.from_dataset(noisy_constant_1d(300, 0.1, seed=4))
+    ref = banded_chain_master(s, tol=TOL)
+    monkeypatch.setattr(B, "CHUNK", 37)
+    K = 2 * (s.m - 1)
+    sl = B._chunks(K)
+    assert sl[0].start == 0 and sl[-1].stop == K
+    assert all(a.stop == b.start for a, b in zip(sl[:-1], sl[1:], strict=True))
+    assert max(q.stop - q.start for q in sl) <= 37
+    small = banded_chain_master(s, tol=TOL)
+    assert small.iterations == ref.iterations and small.status == ref.status
+    for name in ("F", "alpha", "beta", "lam", "R"):
+        assert np.array_equal(getattr(small, name), getattr(ref, name)), name
