@@ -4,10 +4,10 @@ Usage:  python benchmarks/bench_scale.py [--ms 1000 3000 10000] [--seed 0] [--p 
 [--generic-limit 60]
 
 Each (m, method) runs in its own subprocess so that the peak memory (ru_maxrss) is per run. Methods:
-  scale    kktsolver.scale.solve_global_large (default method "auto": one interior-point solve
-           of the banded all-gaps chain program, its multipliers read as R-values, a small dual
-           LP polish, certificate over all blocks; column generation as the fallback up to
-           m = 5000)
+  scale    kktsolver.scale.solve_global_large (default method "auto": the direct path, one
+           loose banded interior-point solve of the all-gaps chain program, then KKT Newton on
+           its structure, certified by the Newton point's R-values; the LP path and column
+           generation as fallbacks)
   generic  Clarabel on the prefix-sum model over ALL blocks (subproblem.ConvexSubproblem, rhs = 1,
            i.e. no problem-specific scaling or decomposition), capped at --generic-limit seconds;
            its gap is certified the same way (objective / min margin vs sum lambda / max rho).

@@ -951,8 +951,10 @@ def _ipm(P: ChainProgram, tol: float, max_iter: int, trace=None):
             (pabs > 10 * expect[0] and pabs > floor * pden)
             or (dabs > 10 * expect[1] and dabs > floor * dden)
         ):
-            # lost accuracy: refine, and use the banded LU of the (F, y) system from now on
-            refine, use_lu = REFINE, True
+            # lost accuracy: refine from now on; if it is lost again with refinement, use the
+            # banded LU of the (F, y) system from now on as well
+            use_lu = use_lu or refine > 0
+            refine = REFINE
         if best is None or worst <= best[0]:
             # no copies needed: the updates below build new arrays, never modify these
             best = (worst, x, yv, zl, meas)
