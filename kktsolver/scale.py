@@ -1416,8 +1416,9 @@ def _direct(
     The interior point at ``tol.direct_solver`` already shows the optimal structure (support =
     lambda_j > tol.support max lambda or margin <= 1 + tol.direct_solver; kinks; R-values from its
     continuity multipliers); :func:`_newton_network` solves that structure's KKT system exactly
-    and certifies it with its own R-values. Returns (result, block objective, block min margin)
-    if the result is "optimal" (gap <= tol.gap, margins >= 1), else a message saying why not (the
+    and certifies it with its own R-values. Returns (result, block objective, block min margin,
+    Newton message) if the result is "optimal" (gap <= tol.gap, margins >= 1) and its dense
+    stationarity check, where it runs, is <= KKT_ACCEPT; else a message saying why not (the
     caller then runs the LP path).
     """
     t1 = time.perf_counter()
