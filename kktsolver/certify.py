@@ -71,6 +71,13 @@ tolerance).
     spare neurons with non-unique multipliers and no single violated block, or an adjacent
     cell whose multiplier search failed and left a residual above tolerance that is not proven
     minimal (no ``kind="cell"`` witness without proof). ``notes`` says which.
+
+Large 1-D problems (m n > ``STRUCTURED_MIN_ENTRIES``, ``exact`` off) take the structured path of
+:mod:`kktsolver.certify_large` (prefix sums, no m x n array; docs/certify_large.md): same
+residuals, lower bound and tolerances, but only ``infeasible``, ``global_min``, ``kkt_undecided``
+(KKT, gap above ``gap``: no local analysis there) and ``undecided`` (it never proves
+``not_kkt``); kink pairs there include tiny neurons (below ``zero_neuron``), e.g. the solver's
+twin neurons whose kinks sit on data points.
 """
 
 from __future__ import annotations
