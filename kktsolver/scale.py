@@ -1859,6 +1859,10 @@ def _rounded_feasible(
 #: objective 7.3e10) cannot leave a margin below 1; it costs that much gap. Measured there: gap
 #: 1.26e-9 with 1e-9, 7.6e-10 with 5e-10 (min margin 1 + 4.7e-10)
 TWIN_SLACK = 1e-9
+#: slacks tried in turn when the twins' refined margins still fall below 1 (the LSQR residual is
+#: rounding noise: at m = 1e5, seed 3, one BLAS thread, 1 - 3.5e-10 with 1e-9, and the network
+#: was then not certified: gap 4.6e-8 from the scaling scan, 76 s on the LP path)
+TWIN_SLACKS = (TWIN_SLACK, 2 * TWIN_SLACK, 4 * TWIN_SLACK)
 #: float64 neurons searched per side for the kink nearest each long-double kink (the twins fix the
 #: magnitudes, so only the kink is matched: its miss falls like ulp / candidates). Measured at
 #: m = 1e5 (objective 7.3e10, 18490 neurons): 64 candidates need slack 1e-9 (5e-10 infeasible),
@@ -1872,10 +1876,11 @@ def _with_twins(
     ideal: np.ndarray,
     sample: SortedSample,
     x_scale: float,
+    slack: float = TWIN_SLACK,
 ) -> ReLUNetwork | None:
     """The float64 network of blocks U with twin neurons (module :mod:`kktsolver.twins`) that
     put the margins of the points within 1e-6 of margin 1 at their long-double values ``ideal``
-    times 1 + TWIN_SLACK; None if it is not feasible (margins evaluated in extended precision).
+    times 1 + ``slack``; None if it is not feasible (margins evaluated in extended precision).
 
     Rounding U to float64 neurons moves a margin by ~eps sum |u| |x~| over the neurons active
     there (after :func:`patterns.balanced_neurons`), which at objective 2e10 cost a gap of 6.6e-8
@@ -1887,13 +1892,13 @@ def _with_twins(
     # only the zero-mean rounding misses (a uniform 5e-9 through LSQR left 6.7e-9, m = 1e5)
     hi = network_from_blocks(
         list(blocks),
-        U * _LD(1.0 + TWIN_SLACK),
+        U * _LD(1.0 + slack),
         x_scale=x_scale,
         candidates=TWIN_CANDIDATES,
         match="kinks",
     )
     rows = np.flatnonzero(ideal <= 1.0 + 1e-6)
-    target = np.asarray(ideal[rows], dtype=float) * (1.0 + TWIN_SLACK)
+    target = np.asarray(ideal[rows], dtype=float) * (1.0 + slack)
     net, marg = refine_with_twins(
         hi,
         sample.x,
@@ -1955,7 +1960,11 @@ def _result(
 
     def with_twins() -> ReLUNetwork | None:
         ideal = margins_extended(sample, kind[keep], bgap[keep], bsign[keep], U_ideal)
-        return _with_twins(blocks, U_ideal, ideal, sample, x_scale)
+        for slack in TWIN_SLACKS:
+            twin = _with_twins(blocks, U_ideal, ideal, sample, x_scale, slack)
+            if twin is not None:
+                return twin
+        return None
 
     twin, twins_tried = None, False
     scan = _rounded_feasible(

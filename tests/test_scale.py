@@ -378,3 +378,26 @@ def test_direct_path_failure_falls_back_to_the_lp_path(monkeypatch):
     assert diag.loop.startswith("direct path: stubbed failure; full")
     assert diag.master[0] == "full:clarabel:Solved"
     assert r.status == "optimal" and r.relative_gap <= 1e-8 and r.min_margin >= 1.0
+
+
+def test_twins_retry_with_a_larger_slack(monkeypatch):
+    """If the twins' refined margins fall below 1 at TWIN_SLACK (LSQR's rounding noise: measured
+    at m = 1e5, seed 3, 1 - 3.5e-10), the next slack is tried instead of giving up (that network
+    then took the LP path, 76 s, and ended inaccurate). Forced here by failing the first slack."""
+    import kktsolver.scale as scale_module
+    from kktsolver.data import clustered_1d
+
+    real = scale_module._with_twins
+    slacks = []
+
+    def first_slack_fails(blocks, U, ideal, sample, x_scale, slack=scale_module.TWIN_SLACK):
+        slacks.append(slack)
+        if slack == scale_module.TWIN_SLACK:
+            return None
+        return real(blocks, U, ideal, sample, x_scale, slack)
+
+    monkeypatch.setattr(scale_module, "_with_twins", first_slack_fails)
+    d = clustered_1d(1000, 0.2, 1e-3, seed=5)  # objective 2.1e10: rounding costs the gap
+    r = solve_global_large(d, progress=False)
+    assert slacks[:2] == [scale_module.TWIN_SLACKS[0], scale_module.TWIN_SLACKS[1]]
+    assert r.status == "optimal" and r.relative_gap <= 1e-8 and r.min_margin >= 1.0
