@@ -1635,7 +1635,7 @@ def _newton_network(
     big = cost > 1e-12 * cost.sum()
     # large m: LSQR reaches the long-double noise (2.3e-10 at m = 1e5) within 25 iterations; each
     # costs 4 ms there
-    lsqr_iter = 50 if large else 200
+    lsqr_iter = 25 if large else 200
     dk, L0 = _exact_support_values(
         x, y, point.support, point.t[big], point.d[big], point.L0, iter_lim=lsqr_iter
     )
