@@ -1249,25 +1249,35 @@ def _with_dual_start(sys_, b1, net, Z, modes, search, stat_tol, notes):
     return dataclasses.replace(search, lam=lam_c, mu=mu_c, stat=stat_c, proven=proven), dual
 
 
-def _r_dual_lambda(sys_: _System, b1: _Blocks1D, net: ReLUNetwork) -> tuple[np.ndarray, float]:
-    """lambda (sorted order) of :func:`kktsolver.scale.dual_lp` and its own max rho (see
-    :func:`_r_dual_bound`)."""
+def r_dual_lp(sample: SortedSample, active: np.ndarray, net: ReLUNetwork, rounds: int = 8):
+    """The R-value dual LP (:func:`kktsolver.scale.dual_lp`) on the sorted points ``active`` plus
+    both ends of the sample, with the network's kinks inside the data range as candidates; returns
+    its :class:`kktsolver.scale.RDual`. Shared by this module's dense path and
+    :mod:`kktsolver.certify_large`."""
     from .scale import dual_lp
 
-    m = b1.sample.m
-    rank = np.empty(m, dtype=int)
-    rank[b1.sample.order] = np.arange(m)
-    pts = np.unique(np.r_[0, rank[sys_.active], m - 1])
+    m = sample.m
+    pts = np.unique(np.r_[0, active, m - 1])
     w = net.W[:, 0]
     t = -net.b[w != 0] / w[w != 0]
-    t = t[(t > b1.sample.x[0]) & (t < b1.sample.x[-1])]
+    t = t[(t > sample.x[0]) & (t < sample.x[-1])]
     if pts.size < 3:  # the R-value LP needs an interior point (its cost is 0 otherwise)
         raise SolverError("fewer than 3 points (active ones and both ends of the sample)")
     try:
         with np.errstate(all="ignore"):
-            rd, _ = dual_lp(b1.sample, pts, t)
+            rd, _ = dual_lp(sample, pts, t, rounds=rounds)
     except (ValueError, IndexError, ZeroDivisionError, FloatingPointError) as e:
         raise SolverError(f"R-value dual LP: {e}") from None
+    return rd
+
+
+def _r_dual_lambda(sys_: _System, b1: _Blocks1D, net: ReLUNetwork) -> tuple[np.ndarray, float]:
+    """lambda (sorted order) of :func:`r_dual_lp` on the active points and its own max rho (see
+    :func:`_r_dual_bound`)."""
+    m = b1.sample.m
+    rank = np.empty(m, dtype=int)
+    rank[b1.sample.order] = np.arange(m)
+    rd = r_dual_lp(b1.sample, rank[sys_.active], net)
     lam = np.zeros(m)
     lam[rd.points] = rd.lam
     return lam, float(rd.max_rho)

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.optimize import lsq_linear
 from scipy.sparse.linalg import LinearOperator, lsqr
 
-from .certify import Certificate, CertTolerances
+from .certify import Certificate, CertTolerances, r_dual_lp
 from .data import Dataset
 from .errors import InputError, SolverError
 from .network import ReLUNetwork, compensated_cumsum
@@ -549,28 +549,6 @@ def _r_value_map(op: StationarityOperator):
     return (sparse.diags(ys) @ (s_after - s_before)).tocsr()
 
 
-def r_dual_start(st: Structure1D, network: ReLUNetwork, rounds: int = 8):
-    """The R-value dual LP (:func:`kktsolver.scale.dual_lp`) on the active points plus both ends
-    of the sample, with the network's kinks inside the data range as candidates (the same call as
-    the dense path's ``_r_dual_lambda``). Returns its :class:`kktsolver.scale.RDual`."""
-    from .scale import dual_lp
-
-    s = st.sample
-    m = s.m
-    pts = np.unique(np.r_[0, st.active, m - 1])
-    w = network.W[:, 0]
-    t = -network.b[w != 0] / w[w != 0]
-    t = np.unique(t[(t > s.x[0]) & (t < s.x[-1])])
-    if pts.size < 3:
-        raise SolverError("fewer than 3 points (active ones and both ends of the sample)")
-    try:
-        with np.errstate(all="ignore"):
-            rd, _ = dual_lp(s, pts, t, rounds=rounds)
-    except (ValueError, IndexError, ZeroDivisionError, FloatingPointError) as e:
-        raise SolverError(f"R-value dual LP: {e}") from None
-    return rd
-
-
 # --------------------------------------------------------------------------- certificate
 
 
@@ -642,7 +620,7 @@ def certify_structured(
     lam_a = np.zeros(op.na)
     if st.active.size and m > 1:
         try:
-            rd = r_dual_start(st, network, rounds=DUAL_ROUNDS)
+            rd = r_dual_lp(st.sample, st.active, network, rounds=DUAL_ROUNDS)
             full = np.zeros(m)
             full[rd.points] = rd.lam
             lam_a = full[st.active]
@@ -679,7 +657,7 @@ def certify_structured(
             # the start used DUAL_ROUNDS cutting-plane rounds; the dense path's full 8 may
             # tighten the bound where those did not (the polish is not repeated)
             try:
-                duals.append(r_dual_start(st, network, rounds=8))
+                duals.append(r_dual_lp(st.sample, st.active, network, rounds=8))
             except SolverError as e:
                 notes.append(f"lower bound: the 8-round R-value dual LP failed ({e})")
         for k, dual in enumerate(duals):
