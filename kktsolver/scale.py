@@ -1966,22 +1966,8 @@ def _result(
                 return twin
         return None
 
-    twin, twins_tried = None, False
-    scan = _rounded_feasible(
-        blocks, Uk, x_scale, exact, hopeless=2.0 * tol.gap if lower > 0 else None
-    )
-    if scan is None:
-        # the first rounding misses by more than 2 tol.gap: the scaling that absorbs that costs
-        # more than the gap (m = 1e5, seeds 0-2: misses 2.0e-8 .. 1.3e-7, and the scan's networks
-        # had gaps > 1e-8 every time), so the twins come first and the scan only if they fail
-        twin, twins_tried = with_twins(), True
-        if twin is None:
-            scan = _rounded_feasible(blocks, Uk, x_scale, exact)
-    if twin is not None:
-        net, Uk = twin, U_ideal
-        objective = net.objective()
-    else:
-        net, Uk = scan
+    def float64_checked(scanned: tuple[ReLUNetwork, np.ndarray]) -> tuple[ReLUNetwork, np.ndarray]:
+        net, Uk = scanned
         if sample.m * net.n <= 5e6:  # dense float64 margins (1.3 s of 7 at m = 1e4, 1900 neurons)
 
             def both(nw: ReLUNetwork) -> float:
@@ -1989,9 +1975,24 @@ def _result(
 
             if 1.0 - FLOAT64_DEFICIT_PAID <= both(net) < 1.0:
                 net, Uk = _rounded_feasible(blocks, Uk, x_scale, both)
+        return net, Uk
+
+    scan = _rounded_feasible(
+        blocks, Uk, x_scale, exact, hopeless=2.0 * tol.gap if lower > 0 else None
+    )
+    if scan is None:
+        # the first rounding misses by more than 2 tol.gap: the scaling that absorbs that costs
+        # more than the gap (m = 1e5, seeds 0-2: misses 2.0e-8 .. 1.3e-7, and the scan's networks
+        # had gaps > 1e-8 every time), so the twins come first and the scan only if they fail
+        twin = with_twins()
+        if twin is not None:
+            net, Uk = twin, U_ideal
+        else:
+            net, Uk = float64_checked(_rounded_feasible(blocks, Uk, x_scale, exact))
+    else:
+        net, Uk = float64_checked(scan)
         objective = net.objective()
-        gap_rel = (objective - lower) / objective if objective > 0 else 0.0
-        if gap_rel > tol.gap and lower > 0 and not twins_tried:
+        if lower > 0 and objective > 0 and (objective - lower) / objective > tol.gap:
             # rounding may be what costs the gap (objective >~ 1e10): twins carry the LD margins.
             # Only when needed: they double the neurons, and certify's own bound on the twin
             # network of m = 2000, p = 0.2, seed 1 was 6.2e-8 against 2.2e-8 without (solver gap
@@ -1999,7 +2000,7 @@ def _result(
             twin = with_twins()
             if twin is not None and twin.objective() < objective:
                 net, Uk = twin, U_ideal
-                objective = net.objective()
+    objective = net.objective()
     gap_rel = (objective - lower) / objective if objective > 0 else 0.0
     net_margin = exact(net)
     block_margin = float(margins_extended(sample, kind[keep], bgap[keep], bsign[keep], Uk).min())
