@@ -1422,14 +1422,11 @@ def _direct(
     caller then runs the LP path).
     """
     t1 = time.perf_counter()
-    x, y = sample.x, sample.y
     lam = np.asarray(ch.lam, dtype=float)
     if not lam.max(initial=0.0) > 0:
         return "no multipliers"
-    pl = PiecewiseLinear.from_kinks(*kinks_from_chain(ch, x))
-    support = np.flatnonzero(lam > tol.support * lam.max())
-    active = (y * pl(x) <= 1.0 + tol.direct_solver) & (x >= x[support[0]]) & (x <= x[support[-1]])
-    support = np.union1d(support, np.flatnonzero(active))
+    pl = PiecewiseLinear.from_kinks(*kinks_from_chain(ch, sample.x))
+    support = _newton_support(sample, lam, pl, tol.support, 1.0 + tol.direct_solver)
     R = np.asarray(ch.R, dtype=float)
     # the full budget at every m: from this start Newton needs a few steps (m = 1e5, seed 2: two
     # steps and one repair, 0.45 s; the large-m budget of the final stage stopped it before the
@@ -1600,6 +1597,19 @@ def _r_values(sample: SortedSample, lam: np.ndarray) -> np.ndarray:
     return np.asarray(suffix[:, 0] - sample.x.astype(_LD) * suffix[:, 1], dtype=float)
 
 
+def _newton_support(
+    sample: SortedSample, lam: np.ndarray, pl: PiecewiseLinear, lam_rel: float, at_one: float
+) -> np.ndarray:
+    """The support the KKT Newton stage starts from (sorted indices): lambda_j > lam_rel max
+    lambda, and the points between the first and last of those that ``pl`` holds at margin
+    <= ``at_one`` (another optimal dual may use them, and the kinks between them need them as
+    interval ends)."""
+    x, y = sample.x, sample.y
+    support = np.flatnonzero(lam > lam_rel * lam.max())
+    active = (y * pl(x) <= at_one) & (x >= x[support[0]]) & (x <= x[support[-1]])
+    return np.union1d(support, np.flatnonzero(active))
+
+
 def _newton_network(
     sample: SortedSample,
     support: np.ndarray,
@@ -1694,19 +1704,15 @@ def _stationary_point(
     ``result``'s lower bound is <= tol.gap or <= ``result``'s gap; otherwise ``result`` stands.
     Returns (new result or None, message).
     """
-    x, y = sample.x, sample.y
     lam = result.multipliers[sample.order]
     if not np.any(lam > 0):
         return None, "no multipliers"
     pl = result.network.piecewise_linear()
-    # the support: multipliers > 0, and points the network holds at margin 1 (another optimal dual
-    # may use them, and the kinks between them need them as interval ends). "At margin 1" is as
-    # accurate as the network: at m = 2000, p = 0.4, seed 1 (gap 2.2e-7) a point on a kink sat at
-    # 1 + 6.8e-8 with lambda = 0, and without it Newton dropped that kink (margin 0.63 there)
+    # "at margin 1" is as accurate as the network: at m = 2000, p = 0.4, seed 1 (gap 2.2e-7) a
+    # point on a kink sat at 1 + 6.8e-8 with lambda = 0, and without it Newton dropped that kink
+    # (margin 0.63 there)
     at_one = 1.0 + max(1e-9, 10.0 * result.relative_gap)
-    support = np.flatnonzero(lam > 1e-9 * lam.max())
-    active = (y * pl(x) <= at_one) & (x >= x[support[0]]) & (x <= x[support[-1]])
-    support = np.union1d(support, np.flatnonzero(active))
+    support = _newton_support(sample, lam, pl, 1e-9, at_one)
     per_point = tol.newton_work if sample.m <= tol.generation_limit else tol.newton_work_large
     found = _newton_network(sample, support, _r_values(sample, lam), pl, tol, per_point)
     if isinstance(found, str):
